@@ -1,0 +1,43 @@
+//! The one source of "now". Tests set it to probe period edges and expiry.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+/// Every calendar rule of the product is in Beijing time.
+pub const BEIJING: Tz = chrono_tz::Asia::Shanghai;
+
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Mutex<DateTime<Utc>>>>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self { manual: None }
+    }
+
+    /// A clock that only moves when told to.
+    pub fn manual(at: DateTime<Utc>) -> Self {
+        Self { manual: Some(Arc::new(Mutex::new(at))) }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.manual {
+            None => Utc::now(),
+            Some(at) => *at.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// Moves a manual clock; a system clock ignores it.
+    pub fn set(&self, to: DateTime<Utc>) {
+        if let Some(at) = &self.manual {
+            *at.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.set(self.now() + by);
+    }
+}

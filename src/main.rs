@@ -1,0 +1,107 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use zhuge_card::config::Settings;
+use zhuge_card::startup::{self, Application};
+use zhuge_card::{db, telemetry};
+
+/// 诸葛英才卡 backend: talent cards, partner benefits, QR verification and redemption.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (also `ZHUGE_CONFIG`); the environment overrides it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default): applies migrations, then listens.
+    Serve {
+        /// Address to listen on (overrides ZHUGE_LISTEN; default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Directory for the SQLite database and uploads (overrides ZHUGE_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write the OpenAPI document (default: openapi/openapi.json; `-` for stdout).
+    Openapi {
+        #[arg(long, short, default_value = "openapi/openapi.json", value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (sqlx and reqwest both use rustls).
+    drop(rustls::crypto::ring::default_provider().install_default());
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zhuge-card: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            eprintln!("zhuge-card: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None, data_dir: None });
+    if let Command::Openapi { output } = &command {
+        let json = startup::openapi_json();
+        if output.as_os_str() == "-" {
+            print!("{json}");
+        } else {
+            std::fs::write(output, json)?;
+            eprintln!("wrote {}", output.display());
+        }
+        return Ok(());
+    }
+
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(settings.log_format());
+    match command {
+        Command::Serve { listen, data_dir } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            if let Some(dir) = data_dir {
+                settings.data_dir = dir;
+            }
+            let app = Application::build(settings).await?;
+            let s = &app.state().settings;
+            tracing::info!(
+                listen = %s.listen,
+                port = app.port(),
+                profile = ?s.profile,
+                "serving; API docs at http://{}:{}/docs",
+                s.listen.ip(),
+                app.port()
+            );
+            app.run_until_stopped().await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            settings.check_profile()?;
+            let conn = db::connect(&settings).await?;
+            db::migrate(&conn).await?;
+            tracing::info!(database = db::backend_name(&conn), "migrations applied");
+        }
+        Command::Openapi { .. } => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Building and running the HTTP application. [`routes`] is the one route table: the
+//! server, the tests and the OpenAPI document are all made from it.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header;
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
+use actix_web::dev::ResourceDef;
+use actix_web::{App, HttpRequest, HttpServer, web};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
+use crate::state::AppState;
+use crate::{system, telemetry};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "zhuge-card",
+        description = "诸葛英才卡 (Nanyang Zhuge talent card) backend API. Errors are RFC 9457 problem+json with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "system", description = "Probes and metrics"),
+    ),
+    components(schemas(ProblemBody))
+)]
+struct ApiDoc;
+
+/// The route table.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.configure(system::routes);
+    cfg.service(utoipa_actix_web::scope("/api/v1").configure(api_v1));
+}
+
+fn api_v1(_cfg: &mut ServiceConfig) {}
+
+/// The OpenAPI document, generated from the route table.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    api
+}
+
+/// The spec as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to storage, applies migrations and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check_profile()?;
+        let state = AppState::build(settings, Clock::system()).await?;
+        Self::from_state(state)
+    }
+
+    /// Binds `state.settings.listen` (port 0 picks a free port) and prepares the server.
+    pub fn from_state(state: AppState) -> anyhow::Result<Self> {
+        let settings = state.settings.clone();
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let spec = openapi();
+        let methods = web::Data::new(MethodTable::from_spec(&spec));
+        let app_state = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || {
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .app_data(app_state.clone())
+                .app_data(json_config(&app_state.settings))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .app_data(web::PayloadConfig::new(app_state.settings.json_limit))
+                .configure(routes)
+                .split_for_parts();
+            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
+                .service(web::redirect("/docs", "/docs/"))
+                .app_data(methods.clone())
+                .default_service(web::to(unrouted))
+                .wrap(Condition::new(!app_state.settings.cors_origins.is_empty(), cors(&app_state.settings)))
+                .wrap(security_headers())
+                .wrap(from_fn(telemetry::observe))
+        })
+        .shutdown_timeout(settings.shutdown_timeout_secs)
+        .listen(listener)?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        Ok(Self { port, server: server.run(), state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the server; `graceful` lets in-flight requests finish.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Which methods each documented path answers, so that a request with the wrong method
+/// gets 405 with `Allow` rather than 404.
+struct MethodTable(Vec<(ResourceDef, String)>);
+
+impl MethodTable {
+    fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        let mut table = Vec::new();
+        for (path, item) in &spec.paths.paths {
+            let value = serde_json::to_value(item).unwrap_or_default();
+            let methods: Vec<String> = ["get", "put", "post", "delete", "patch", "head", "options"]
+                .into_iter()
+                .filter(|m| value.get(m).is_some())
+                .map(str::to_uppercase)
+                .collect();
+            table.push((ResourceDef::new(path.as_str()), methods.join(", ")));
+        }
+        Self(table)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&str> {
+        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
+    }
+}
+
+/// Answers requests no route took: 405 where the path exists, else 404.
+async fn unrouted(req: HttpRequest, table: web::Data<MethodTable>) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    match table.allowed(req.path()) {
+        Some(allow) => {
+            let mut res = ApiError::new(ErrorCode::MethodNotAllowed).error_response();
+            if let Ok(v) = header::HeaderValue::from_str(allow) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+            res
+        }
+        None => ApiError::not_found().error_response(),
+    }
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+fn cors(settings: &Settings) -> Cors {
+    settings
+        .cors_origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::ACCEPT_LANGUAGE])
+        .allowed_header("idempotency-key")
+        .allowed_header(telemetry::REQUEST_ID)
+        .expose_headers([telemetry::REQUEST_ID, header::RETRY_AFTER])
+        .max_age(600)
+}
+
+fn json_config(settings: &Settings) -> web::JsonConfig {
+    web::JsonConfig::default().limit(settings.json_limit).error_handler(|err, _req| json_error(err).into())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge)
+        }
+        JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType)
+            .detail(Text::new("请求体须为 application/json", "The body must be application/json")),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(vec![serde_field_error(&e.to_string())]),
+        JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson)
+            .detail(Text::new(format!("JSON 格式错误（第 {} 行第 {} 列）", e.line(), e.column()), format!("Malformed JSON at line {} column {}", e.line(), e.column()))),
+        other => ApiError::new(ErrorCode::BadRequest).cause(anyhow::anyhow!("{other}")),
+    }
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    match err {
+        QueryPayloadError::Deserialize(e) => ApiError::validation(vec![serde_field_error(&e.to_string())]).into(),
+        other => ApiError::new(ErrorCode::BadRequest).cause(anyhow::anyhow!("{other}")).into(),
+    }
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    // A path segment that does not parse (say, a malformed id) names nothing that exists.
+    ApiError::not_found().cause(anyhow::anyhow!("{err}")).into()
+}
+
+/// Turns a serde message into a field error, naming the field where serde does.
+fn serde_field_error(message: &str) -> FieldError {
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"))
+        .unwrap_or("body")
+        .to_owned();
+    let code = if message.starts_with("missing field") { "required" } else { "invalid" };
+    let message = message.split(" at line ").next().unwrap_or(message).to_owned();
+    let zh = if code == "required" { "必填字段缺失".to_owned() } else { format!("字段无效：{message}") };
+    FieldError::new(field, code, Text::new(zh, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_name_their_field() {
+        let e = serde_field_error("missing field `code` at line 1 column 2");
+        assert_eq!((e.field.as_ref(), e.code), ("code", "required"));
+        let e = serde_field_error("invalid type: integer `1`, expected a string at line 1 column 9");
+        assert_eq!((e.field.as_ref(), e.code), ("body", "invalid"));
+        assert_eq!(e.message.en, "invalid type: integer `1`, expected a string");
+    }
+}

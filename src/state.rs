@@ -1,0 +1,43 @@
+//! Everything a request handler may need, built once at start.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::cache::{Cache, CacheMetrics, RedisCache};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db;
+use crate::telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub cache: Cache,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Connects to the database (applying migrations) and to the cache.
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let db = db::connect(&settings).await?;
+        db::migrate(&db).await?;
+        let metrics = Metrics::new(db.clone())?;
+        let cache = build_cache(&settings, CacheMetrics::register(&metrics.registry)?)?;
+        tracing::info!(database = db::backend_name(&db), cache = cache.backend_name(), "storage ready");
+        Ok(Self { db, cache, settings: Arc::new(settings), metrics, clock })
+    }
+}
+
+pub fn build_cache(settings: &Settings, metrics: CacheMetrics) -> anyhow::Result<Cache> {
+    use secrecy::ExposeSecret;
+    Ok(match &settings.redis_url {
+        Some(url) => Cache::redis(
+            RedisCache::new(url.expose_secret(), &settings.cache_prefix, settings.redis_timeout())?,
+            metrics,
+        ),
+        None => Cache::memory(metrics),
+    })
+}

@@ -1,0 +1,12 @@
+//! HTTP-level tests against the real application. See `tests/support` for the harness.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cache_contract;
+mod cli;
+mod errors;
+mod openapi;
+mod redis_outage;
+mod system;
