@@ -54,6 +54,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Seconds a SIGTERM waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
     /// HTTP worker threads; default one per core.
     pub workers: Option<usize>,
     /// Milliseconds one Redis command may take before it counts as failed.
@@ -92,6 +94,7 @@ impl Default for Settings {
             json_limit: 64 * 1024,
             db_max_connections: 16,
             shutdown_timeout_secs: 30,
+            trust_proxy: false,
             workers: None,
             redis_timeout_ms: 500,
             wechat: WechatSettings::default(),

@@ -37,8 +37,24 @@ pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConn
     Database::connect(opts).await
 }
 
+/// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start
+/// together (or a migration job racing a rollout) take turns.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    // Advisory locks belong to a connection: hold one connection for the lock.
+    let mut lock = db.get_postgres_connection_pool().acquire().await.map_err(|e| DbErr::Custom(format!("acquire: {e}")))?;
+    const KEY: i64 = 0x7a68_7567_655f_6d67; // "zhuge_mg"
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)").bind(KEY).execute(&mut *lock).await.map_err(|e| DbErr::Custom(format!("lock: {e}")))?;
+    let result = Migrator::up(db, None).await;
+    let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)").bind(KEY).execute(&mut *lock).await;
+    if let Err(e) = unlocked {
+        // Closing the connection releases the lock.
+        tracing::warn!(error = %e, "migration lock release failed; closing its connection");
+        drop(lock.detach());
+    }
+    result
 }
 
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {
@@ -47,4 +63,21 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
         DbBackend::Sqlite => "sqlite",
         _ => "other",
     }
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so that concurrent writers queue instead of failing when a read
+/// inside the transaction would have to be upgraded to a write.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Whether an error is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }

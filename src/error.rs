@@ -84,6 +84,22 @@ pub enum ErrorCode {
     TooManyRequests,
     Internal,
     ServiceUnavailable,
+    // Identity and sessions.
+    TokenInvalid,
+    TokenExpired,
+    SessionRevoked,
+    InvalidCredentials,
+    AccountLocked,
+    AccountDisabled,
+    PasswordChangeRequired,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    WechatCodeInvalid,
+    WechatUserBlocked,
+    WechatRateLimited,
+    WechatBusy,
+    WechatUnavailable,
+    UsernameTaken,
 }
 
 impl ErrorCode {
@@ -103,6 +119,13 @@ impl ErrorCode {
             TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TokenInvalid | TokenExpired | SessionRevoked | InvalidCredentials | RefreshTokenInvalid
+            | RefreshTokenReused | WechatCodeInvalid => StatusCode::UNAUTHORIZED,
+            AccountLocked => StatusCode::LOCKED,
+            AccountDisabled | PasswordChangeRequired | WechatUserBlocked => StatusCode::FORBIDDEN,
+            WechatRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            WechatBusy | WechatUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            UsernameTaken => StatusCode::CONFLICT,
         }
     }
 
@@ -123,6 +146,21 @@ impl ErrorCode {
             TooManyRequests => "too_many_requests",
             Internal => "internal_error",
             ServiceUnavailable => "service_unavailable",
+            TokenInvalid => "token_invalid",
+            TokenExpired => "token_expired",
+            SessionRevoked => "session_revoked",
+            InvalidCredentials => "invalid_credentials",
+            AccountLocked => "account_locked",
+            AccountDisabled => "account_disabled",
+            PasswordChangeRequired => "password_change_required",
+            RefreshTokenInvalid => "refresh_token_invalid",
+            RefreshTokenReused => "refresh_token_reused",
+            WechatCodeInvalid => "wechat_code_invalid",
+            WechatUserBlocked => "wechat_user_blocked",
+            WechatRateLimited => "wechat_rate_limited",
+            WechatBusy => "wechat_busy",
+            WechatUnavailable => "wechat_unavailable",
+            UsernameTaken => "username_taken",
         }
     }
 
@@ -143,6 +181,21 @@ impl ErrorCode {
             TooManyRequests => ("请求过于频繁", "Too many requests"),
             Internal => ("服务器内部错误", "Internal server error"),
             ServiceUnavailable => ("服务暂时不可用", "Service unavailable"),
+            TokenInvalid => ("访问令牌无效", "Invalid access token"),
+            TokenExpired => ("访问令牌已过期", "Access token expired"),
+            SessionRevoked => ("登录已失效，请重新登录", "Session revoked; sign in again"),
+            InvalidCredentials => ("用户名或密码错误", "Wrong username or password"),
+            AccountLocked => ("账号已临时锁定，请稍后再试", "Account temporarily locked"),
+            AccountDisabled => ("账号已停用", "Account disabled"),
+            PasswordChangeRequired => ("请先修改初始密码", "Change the initial password first"),
+            RefreshTokenInvalid => ("刷新令牌无效", "Invalid refresh token"),
+            RefreshTokenReused => ("刷新令牌已被使用，会话已注销", "Refresh token reused; the session was revoked"),
+            WechatCodeInvalid => ("微信登录凭证无效或已使用", "WeChat code invalid or already used"),
+            WechatUserBlocked => ("微信账号存在风险，已被限制登录", "WeChat blocked this user from signing in"),
+            WechatRateLimited => ("微信登录过于频繁，请稍后再试", "Too many WeChat sign-ins; try again later"),
+            WechatBusy => ("微信服务繁忙，请稍后再试", "WeChat is busy; try again"),
+            WechatUnavailable => ("暂时无法连接微信服务", "WeChat is unavailable"),
+            UsernameTaken => ("用户名已被使用", "Username already taken"),
         };
         Text::new(zh, en)
     }
@@ -261,11 +314,18 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        ApiError::internal(e)
-    }
+/// Failures of ours that a request can meet; each becomes a 500 with the cause logged.
+macro_rules! internal_errors {
+    ($($t:ty),+) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                ApiError::internal(e)
+            }
+        }
+    )+};
 }
+
+internal_errors!(anyhow::Error, sea_orm::DbErr, crate::crypto::CryptoError, tokio::task::JoinError, std::io::Error);
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {

@@ -1,11 +1,18 @@
 //! 诸葛英才卡 (Zhuge talent card) backend.
 
+pub mod accounts;
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod pagination;
 pub mod startup;
 pub mod state;
 pub mod system;
 pub mod telemetry;
+pub mod validate;
+pub mod wechat;

@@ -5,7 +5,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use zhuge_card::config::Settings;
 use zhuge_card::startup::{self, Application};
-use zhuge_card::{db, telemetry};
+use zhuge_card::audit::Actor;
+use zhuge_card::auth::Role;
+use zhuge_card::clock::Clock;
+use zhuge_card::error::{ApiError, Lang};
+use zhuge_card::state::AppState;
+use zhuge_card::{accounts, db, telemetry};
+
+/// An API error as one line for the terminal.
+fn describe(e: &ApiError) -> String {
+    let fields: Vec<String> = e.field_errors().iter().map(|f| format!("{}: {}", f.field, f.message.get(Lang::En))).collect();
+    if fields.is_empty() { e.code().as_str().to_owned() } else { format!("{}: {}", e.code().as_str(), fields.join("; ")) }
+}
 
 /// 诸葛英才卡 backend: talent cards, partner benefits, QR verification and redemption.
 #[derive(Parser)]
@@ -31,6 +42,16 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create an admin account (reads the password from standard input).
+    CreateAdmin {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long, value_parser = ["super_admin", "reviewer", "operator"])]
+        role: String,
+    },
     /// Write the OpenAPI document (default: openapi/openapi.json; `-` for stdout).
     Openapi {
         #[arg(long, short, default_value = "openapi/openapi.json", value_name = "FILE")]
@@ -100,6 +121,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let conn = db::connect(&settings).await?;
             db::migrate(&conn).await?;
             tracing::info!(database = db::backend_name(&conn), "migrations applied");
+        }
+        Command::CreateAdmin { username, password_stdin: _, role } => {
+            settings.check_profile()?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
+            let state = AppState::build(settings, Clock::system()).await?;
+            match accounts::service::create_admin(&state, &Actor::cli(), &username, password, role).await {
+                Ok(view) => println!("created {} {} ({})", view.role, view.username.unwrap_or_default(), view.id),
+                Err(e) => anyhow::bail!("{}", describe(&e)),
+            }
         }
         Command::Openapi { .. } => {}
     }

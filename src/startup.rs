@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{system, telemetry};
+use crate::{accounts, auth, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,10 +30,27 @@ use crate::{system, telemetry};
     ),
     tags(
         (name = "system", description = "Probes and metrics"),
+        (name = "auth", description = "Sign-in, sessions and the caller's own account"),
+        (name = "admin users", description = "Admin accounts (super admins only)"),
     ),
-    components(schemas(ProblemBody))
+    components(schemas(ProblemBody)),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` scheme that authenticated operations name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 /// The route table.
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -41,7 +58,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/api/v1").configure(api_v1));
 }
 
-fn api_v1(_cfg: &mut ServiceConfig) {}
+fn api_v1(cfg: &mut ServiceConfig) {
+    cfg.configure(auth::routes::routes).configure(accounts::routes::routes);
+}
 
 /// The OpenAPI document, generated from the route table.
 pub fn openapi() -> utoipa::openapi::OpenApi {

@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::auth::tokens::TokenService;
 use crate::cache::{Cache, CacheMetrics, RedisCache};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::crypto::Keyring;
 use crate::db;
 use crate::telemetry::Metrics;
+use crate::wechat::WechatClient;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +20,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     pub clock: Clock,
+    pub keyring: Arc<Keyring>,
+    pub tokens: Arc<TokenService>,
+    pub wechat: Arc<WechatClient>,
 }
 
 impl AppState {
@@ -27,7 +33,19 @@ impl AppState {
         let metrics = Metrics::new(db.clone())?;
         let cache = build_cache(&settings, CacheMetrics::register(&metrics.registry)?)?;
         tracing::info!(database = db::backend_name(&db), cache = cache.backend_name(), "storage ready");
-        Ok(Self { db, cache, settings: Arc::new(settings), metrics, clock })
+        let keyring = Keyring::new(settings.master_key(), &[]);
+        let tokens = TokenService::new(keyring.jwt_key());
+        let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
+        Ok(Self {
+            db,
+            cache,
+            settings: Arc::new(settings),
+            metrics,
+            clock,
+            keyring: Arc::new(keyring),
+            tokens: Arc::new(tokens),
+            wechat: Arc::new(wechat),
+        })
     }
 }
 

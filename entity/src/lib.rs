@@ -1,1 +1,8 @@
-pub mod prelude {}
+//! sea-orm entities. Database rows only: they are never serialised to clients.
+
+pub mod audit_head;
+pub mod audit_log;
+pub mod partner;
+pub mod refresh_token;
+pub mod session;
+pub mod user;

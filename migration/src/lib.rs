@@ -1,6 +1,15 @@
+//! Database migrations, applied by `zhuge-card migrate` and at `serve` start. Every
+//! migration runs on SQLite and PostgreSQL. Files are named `mYYYYMMDD_HHMMSS_what.rs`.
+
 pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_identity;
+
 pub struct Migrator;
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> { vec![] }
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_identity::Migration)]
+    }
 }

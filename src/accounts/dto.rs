@@ -1,0 +1,81 @@
+use chrono::{DateTime, Utc};
+use entity::user;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    Disabled,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// An account as admins see it. No password hash, no WeChat data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: Uuid,
+    pub username: Option<String>,
+    pub role: Role,
+    #[schema(example = "active")]
+    pub status: String,
+    pub partner_id: Option<Uuid>,
+    pub must_change_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&user::Model> for AccountView {
+    fn from(u: &user::Model) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            role: Role::parse(&u.role).unwrap_or(Role::Talent),
+            status: u.status.clone(),
+            partner_id: u.partner_id,
+            must_change_password: u.must_change_password,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateAccount {
+    /// 3–64 characters: lower-case letters, digits, `.`, `_`, `-`.
+    #[schema(example = "reviewer.wang")]
+    pub username: String,
+    /// The initial password; the account must change it at first sign-in.
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateAccount {
+    pub role: Option<Role>,
+    pub status: Option<AccountStatus>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetPassword {
+    /// A new initial password; the account must change it at next sign-in.
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountFilter {
+    pub role: Option<Role>,
+    pub status: Option<AccountStatus>,
+}

@@ -1,0 +1,16 @@
+//! Small helpers for collecting field errors into one `validation_failed` problem.
+
+use crate::error::{ApiError, FieldError, Text};
+
+/// A required, bounded string field.
+pub fn required(field: &'static str, value: &str, max: usize, errors: &mut Vec<FieldError>) {
+    if value.trim().is_empty() {
+        errors.push(FieldError::new(field, "required", Text::new("不能为空", "must not be empty")));
+    } else if value.chars().count() > max {
+        errors.push(FieldError::new(field, "too_long", Text::new(format!("最多 {max} 个字符"), format!("at most {max} characters"))));
+    }
+}
+
+pub fn check(errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::validation(errors)) }
+}
