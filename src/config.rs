@@ -71,11 +71,13 @@ pub struct WechatSettings {
     pub base_url: String,
     pub appid: String,
     pub secret: Option<SecretString>,
+    /// Milliseconds one call to WeChat may take.
+    pub timeout_ms: u64,
 }
 
 impl Default for WechatSettings {
     fn default() -> Self {
-        Self { base_url: "https://api.weixin.qq.com".into(), appid: String::new(), secret: None }
+        Self { base_url: "https://api.weixin.qq.com".into(), appid: String::new(), secret: None, timeout_ms: 5000 }
     }
 }
 

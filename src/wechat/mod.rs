@@ -77,7 +77,7 @@ impl WechatClient {
     pub fn new(settings: &WechatSettings, cache: Cache) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_millis(settings.timeout_ms.max(100)))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {

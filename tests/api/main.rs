@@ -4,9 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_users;
 mod cache_contract;
 mod cli;
 mod errors;
 mod openapi;
 mod redis_outage;
+mod redis_sessions;
+mod sessions;
 mod system;
+mod wechat;

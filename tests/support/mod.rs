@@ -7,7 +7,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod redis_server;
+pub mod users;
 
+use std::future::Future;
 use std::sync::Once;
 
 use actix_web::dev::ServerHandle;
@@ -16,7 +18,9 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use zhuge_card::clock::Clock;
-use zhuge_card::config::Settings;
+use zhuge_card::config::{Settings, WechatSettings};
+use zhuge_card::wechat::standin::StandIn;
+use std::sync::Arc;
 use zhuge_card::startup::Application;
 use zhuge_card::state::AppState;
 
@@ -24,8 +28,28 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    pub wechat: Arc<StandIn>,
     handle: ServerHandle,
-    _db: TestDatabase,
+    _wechat_server: ServerHandle,
+    _db: Option<TestDatabase>,
+}
+
+pub const WX_APPID: &str = "wx_test_app";
+pub const WX_SECRET: &str = "wx-test-secret";
+
+/// The WeChat stand-in on a port of its own.
+pub async fn spawn_wechat() -> (Arc<StandIn>, String, ServerHandle) {
+    let standin = StandIn::new(WX_APPID, WX_SECRET);
+    let s = standin.clone();
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(|cfg| s.configure(cfg)))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (standin, format!("http://127.0.0.1:{port}"), handle)
 }
 
 /// Process-wide setup: one TLS provider, quiet logs unless `TEST_LOG` is set.
@@ -60,6 +84,12 @@ pub async fn test_settings() -> (Settings, TestDatabase) {
         workers: Some(1),
         db_max_connections: 5,
         shutdown_timeout_secs: 1,
+        wechat: WechatSettings {
+            base_url: String::new(),
+            appid: WX_APPID.into(),
+            secret: Some(WX_SECRET.into()),
+            timeout_ms: 1000,
+        },
         ..Settings::default()
     };
     (settings, db)
@@ -75,23 +105,40 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_with_settings(settings, db, Clock::system()).await
 }
 
-pub async fn spawn_with_settings(settings: Settings, db: TestDatabase, clock: Clock) -> TestApp {
+pub async fn spawn_with_settings(mut settings: Settings, db: TestDatabase, clock: Clock) -> TestApp {
+    let (wechat, base, wechat_server) = spawn_wechat().await;
+    if settings.wechat.base_url.is_empty() {
+        settings.wechat.base_url = base;
+    }
+    start(settings, Some(db), clock, wechat, wechat_server).await
+}
+
+async fn start(settings: Settings, db: Option<TestDatabase>, clock: Clock, wechat: Arc<StandIn>, wechat_server: ServerHandle) -> TestApp {
     let state = AppState::build(settings, clock).await.expect("app state");
     let app = Application::from_state(state.clone()).expect("application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { address, client, state, handle, _db: db }
+    TestApp { address, client, state, wechat, handle, _wechat_server: wechat_server, _db: db }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
+        drop(self._wechat_server.stop(false));
     }
 }
 
 impl TestApp {
+    /// A second instance of the service on the same database and cache (and the same
+    /// WeChat stand-in), as behind a load balancer.
+    pub async fn sibling(&self) -> TestApp {
+        let settings = (*self.state.settings).clone();
+        let (_, _, wechat_server) = spawn_wechat().await;
+        start(settings, None, self.state.clock.clone(), self.wechat.clone(), wechat_server).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -104,8 +151,10 @@ impl TestApp {
         self.request(Method::GET, path).send().await.expect("request")
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::POST, path).json(body).send().await.expect("request")
+    /// The body is serialised at once, so the future borrows nothing but the app.
+    pub fn post_json(&self, path: &str, body: &Value) -> impl Future<Output = Response> + use<'_> {
+        let req = self.request(Method::POST, path).json(body);
+        async move { req.send().await.expect("request") }
     }
 }
 
