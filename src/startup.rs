@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, auth, system, telemetry};
+use crate::{accounts, auth, catalog, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,9 @@ use crate::{accounts, auth, system, telemetry};
         (name = "system", description = "Probes and metrics"),
         (name = "auth", description = "Sign-in, sessions and the caller's own account"),
         (name = "admin users", description = "Admin accounts (super admins only)"),
+        (name = "catalogue", description = "Partners and benefits open to talents (public)"),
+        (name = "admin catalogue", description = "Managing partners and benefits (operators)"),
+        (name = "staff", description = "Merchant staff accounts"),
     ),
     components(schemas(ProblemBody)),
     modifiers(&BearerAuth)
@@ -59,7 +62,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 }
 
 fn api_v1(cfg: &mut ServiceConfig) {
-    cfg.configure(auth::routes::routes).configure(accounts::routes::routes);
+    cfg.configure(auth::routes::routes).configure(accounts::routes::routes).configure(catalog::routes::routes).configure(accounts::staff::routes);
 }
 
 /// The OpenAPI document, generated from the route table.

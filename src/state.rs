@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::tokens::TokenService;
 use crate::cache::{Cache, CacheMetrics, RedisCache};
+use crate::catalog::cache::ListCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keyring;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<TokenService>,
     pub wechat: Arc<WechatClient>,
+    pub catalog_cache: Arc<ListCache>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             tokens: Arc::new(tokens),
             wechat: Arc::new(wechat),
+            catalog_cache: Arc::new(ListCache::default()),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit_head;
 pub mod audit_log;
+pub mod benefit;
 pub mod partner;
 pub mod refresh_token;
 pub mod session;

@@ -1,0 +1,81 @@
+//! Caching of the public catalogue. Rendered list pages are kept in each instance's memory
+//! under a catalogue version that lives in the shared cache. Every admin write sets a new
+//! version, so the next request on every instance misses and reads the database. While
+//! the shared cache is unreachable nothing is served from memory, so a change is never
+//! hidden by an instance that missed the new version.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+
+use crate::cache::Cache;
+
+const VERSION_KEY: &str = "catalog:version";
+const VERSION_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A safety net: an entry is not served longer than this even if the version never moves.
+const ENTRY_TTL: Duration = Duration::from_secs(60);
+/// Bounded memory: distinct queries (`near=` coordinates) are unbounded.
+const MAX_ENTRIES: usize = 20_000;
+
+#[derive(Default)]
+pub struct ListCache {
+    entries: Mutex<HashMap<String, (Instant, Bytes)>>,
+}
+
+impl ListCache {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (Instant, Bytes)>) -> T) -> T {
+        f(&mut self.entries.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.with(|m| m.get(key).filter(|(at, _)| at.elapsed() < ENTRY_TTL).map(|(_, b)| b.clone()))
+    }
+
+    pub fn put(&self, key: String, body: Bytes) {
+        self.with(|m| {
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(key, (Instant::now(), body));
+        });
+    }
+
+    pub fn clear(&self) {
+        self.with(HashMap::clear);
+    }
+}
+
+/// The current catalogue version, or `None` when the shared cache cannot say.
+pub async fn version(cache: &Cache) -> Option<String> {
+    match cache.get(VERSION_KEY).await {
+        Ok(Some(v)) => String::from_utf8(v).ok(),
+        Ok(None) => {
+            // First use, or the cache was flushed: start a version no entry was made under.
+            let fresh = uuid::Uuid::now_v7().to_string();
+            cache.set_nx(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.ok()?;
+            cache.get(VERSION_KEY).await.ok().flatten().and_then(|v| String::from_utf8(v).ok())
+        }
+        Err(_) => None,
+    }
+}
+
+/// Announces a catalogue change to every instance.
+pub async fn bump(cache: &Cache, local: &ListCache) {
+    local.clear();
+    let fresh = uuid::Uuid::now_v7().to_string();
+    if cache.set(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_err() {
+        // Keep trying: another instance serving from memory learns of the change only here.
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            for _ in 0..120 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let fresh = uuid::Uuid::now_v7().to_string();
+                if cache.set(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_ok() {
+                    break;
+                }
+            }
+        });
+    }
+}

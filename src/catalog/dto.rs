@@ -1,0 +1,215 @@
+//! Wire types of the catalogue.
+
+use chrono::{DateTime, Utc};
+use entity::{benefit, partner};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::classification::{self, Category, Tier};
+use crate::redemption::period::Period;
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $s)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What kind of place a partner is.
+    PartnerCategory {
+        Hospital = "hospital",
+        School = "school",
+        Apartment = "apartment",
+        Scenic = "scenic",
+        Transport = "transport",
+        Finance = "finance",
+        Culture = "culture",
+        Sport = "sport",
+        ElderlyCare = "elderly_care",
+        ServiceCenter = "service_center",
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// Nanyang's districts and counties.
+    District {
+        Wancheng = "宛城区",
+        Wolong = "卧龙区",
+        Nanzhao = "南召县",
+        Fangcheng = "方城县",
+        Xixia = "西峡县",
+        Zhenping = "镇平县",
+        Neixiang = "内乡县",
+        Xichuan = "淅川县",
+        Sheqi = "社旗县",
+        Tanghe = "唐河县",
+        Xinye = "新野县",
+        Tongbai = "桐柏县",
+        Dengzhou = "邓州市",
+    }
+);
+
+string_enum!(
+    /// Whether a partner or benefit is offered.
+    Status {
+        Active = "active",
+        Inactive = "inactive",
+    }
+);
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartnerView {
+    pub id: Uuid,
+    #[schema(example = "南阳市中心医院")]
+    pub name: String,
+    pub category: PartnerCategory,
+    pub district: District,
+    pub address: String,
+    #[schema(example = 32.99)]
+    pub lat: f64,
+    #[schema(example = 112.53)]
+    pub lng: f64,
+    pub phone: String,
+    pub opening_hours: String,
+    pub description: String,
+    pub status: Status,
+    /// Metres from the `near` point; only with `near=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<u32>,
+}
+
+impl From<&partner::Model> for PartnerView {
+    fn from(p: &partner::Model) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            category: PartnerCategory::parse(&p.category).unwrap_or(PartnerCategory::Other),
+            district: District::parse(&p.district).unwrap_or(District::Wancheng),
+            address: p.address.clone(),
+            lat: p.lat,
+            lng: p.lng,
+            phone: p.phone.clone(),
+            opening_hours: p.opening_hours.clone(),
+            description: p.description.clone(),
+            status: Status::parse(&p.status).unwrap_or(Status::Inactive),
+            distance_m: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BenefitView {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    #[schema(example = "就医绿色通道")]
+    pub title: String,
+    pub description: String,
+    pub tiers: Vec<Tier>,
+    /// Empty: every category.
+    pub categories: Vec<Category>,
+    /// Uses per period; `null` when unlimited.
+    pub quota: Option<i32>,
+    pub period: Period,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub status: Status,
+    pub offline_ok: bool,
+}
+
+impl From<&benefit::Model> for BenefitView {
+    fn from(b: &benefit::Model) -> Self {
+        Self {
+            id: b.id,
+            partner_id: b.partner_id,
+            title: b.title.clone(),
+            description: b.description.clone(),
+            tiers: classification::tiers_from_db(&b.tiers),
+            categories: classification::categories_from_db(&b.categories),
+            quota: b.quota,
+            period: Period::parse(&b.period).unwrap_or(Period::Unlimited),
+            valid_from: b.valid_from,
+            valid_until: b.valid_until,
+            status: Status::parse(&b.status).unwrap_or(Status::Inactive),
+            offline_ok: b.offline_ok,
+        }
+    }
+}
+
+/// A new partner, or (all fields optional) a change to one.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PartnerInput {
+    pub name: Option<String>,
+    pub category: Option<PartnerCategory>,
+    pub district: Option<District>,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub phone: Option<String>,
+    pub opening_hours: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<Status>,
+}
+
+/// A new benefit, or (all fields optional) a change to one.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BenefitInput {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tiers: Option<Vec<Tier>>,
+    pub categories: Option<Vec<Category>>,
+    /// Required unless `period` is `unlimited`.
+    pub quota: Option<i32>,
+    pub period: Option<Period>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub status: Option<Status>,
+    pub offline_ok: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PartnerQuery {
+    pub category: Option<PartnerCategory>,
+    pub district: Option<District>,
+    /// Text in the name, address or description.
+    pub q: Option<String>,
+    /// Only partners with at least one active benefit for this tier.
+    pub tier: Option<Tier>,
+    /// `lat,lng`: sort by distance from this point and report `distance_m`.
+    #[param(example = "32.99,112.53")]
+    pub near: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BenefitQuery {
+    pub tier: Option<Tier>,
+    pub category: Option<Category>,
+    pub partner_category: Option<PartnerCategory>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminPartnerQuery {
+    pub status: Option<Status>,
+    pub category: Option<PartnerCategory>,
+    pub district: Option<District>,
+}

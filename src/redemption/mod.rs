@@ -1,0 +1,3 @@
+//! Benefit redemption: quota periods now; verification and exactly-once redemption follow.
+
+pub mod period;
