@@ -6,11 +6,13 @@ mod support;
 
 mod admin_users;
 mod cache_contract;
+mod catalogue;
 mod cli;
 mod errors;
 mod openapi;
 mod redis_outage;
 mod redis_sessions;
 mod sessions;
+mod staff;
 mod system;
 mod wechat;

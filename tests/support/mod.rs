@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod redis_server;
+pub mod catalog;
 pub mod users;
 
 use std::future::Future;
@@ -147,8 +148,9 @@ impl TestApp {
         self.client.request(method, self.url(path))
     }
 
-    pub async fn get(&self, path: &str) -> Response {
-        self.request(Method::GET, path).send().await.expect("request")
+    pub fn get(&self, path: &str) -> impl Future<Output = Response> + use<'_> {
+        let req = self.request(Method::GET, path);
+        async move { req.send().await.expect("request") }
     }
 
     /// The body is serialised at once, so the future borrows nothing but the app.

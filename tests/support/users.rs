@@ -26,8 +26,9 @@ impl TestApp {
         self.request(method, path).bearer_auth(access)
     }
 
-    pub async fn get_as(&self, path: &str, access: &str) -> Response {
-        self.auth(Method::GET, path, access).send().await.unwrap()
+    pub fn get_as(&self, path: &str, access: &str) -> impl Future<Output = Response> + use<'_> {
+        let req = self.auth(Method::GET, path, access);
+        async move { req.send().await.unwrap() }
     }
 
     pub fn post_as(&self, path: &str, access: &str, body: &Value) -> impl Future<Output = Response> + use<'_> {
