@@ -95,12 +95,14 @@ impl Application {
     /// Binds `state.settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn from_state(state: AppState) -> anyhow::Result<Self> {
         let settings = state.settings.clone();
+        let shared = state.clone();
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let spec = openapi();
         let methods = web::Data::new(MethodTable::from_spec(&spec));
-        let app_state = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || {
+            // Runs once in each worker thread.
+            let app_state = web::Data::new(AppState { cache: state.cache.for_this_thread(), ..state.clone() });
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(app_state.clone())
@@ -123,7 +125,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        Ok(Self { port, server: server.run(), state })
+        Ok(Self { port, server: server.run(), state: shared })
     }
 
     pub fn port(&self) -> u16 {

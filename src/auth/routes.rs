@@ -100,8 +100,8 @@ async fn logout(state: web::Data<AppState>, session: Session) -> Result<HttpResp
 /// The signed-in account.
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = OK, body = Me), (status = UNAUTHORIZED, body = ProblemBody)))]
 #[get("/me")]
-async fn me(state: web::Data<AppState>, session: Session) -> Result<web::Json<Me>, ApiError> {
-    Ok(web::Json(service::me(&state, &session).await?))
+async fn me(session: Session) -> web::Json<Me> {
+    web::Json(service::me(&session))
 }
 
 /// Change the password (staff and admins). Required before anything else after an

@@ -103,7 +103,7 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
         // An openid belongs to talents only; anything else is a data error of ours.
         return Err(ApiError::internal(anyhow::anyhow!("openid bound to a {role} account")));
     }
-    let (info, refresh) = sessions::open(&txn, &account, role, &meta.origin(), now).await?;
+    let (info, refresh) = sessions::open(&txn, &state.keyring, &account, role, &meta.origin(), now).await?;
     txn.commit().await?;
     tracing::info!(user_id = %account.id, session_id = %info.session_id, "talent signed in");
     Ok(tokens(state, &info, refresh, now))
@@ -161,7 +161,7 @@ pub async fn password_login(state: &AppState, username: &str, password: &str, me
             .exec(&txn)
             .await?;
     }
-    let (info, refresh) = sessions::open(&txn, &account, role, &meta.origin(), now).await?;
+    let (info, refresh) = sessions::open(&txn, &state.keyring, &account, role, &meta.origin(), now).await?;
     txn.commit().await?;
     drop(state.cache.delete(&format!("login:fail:{username}")).await);
     tracing::info!(user_id = %account.id, role = %role, session_id = %info.session_id, "signed in with password");
@@ -222,7 +222,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, Api
         tracing::warn!(session_id = %token.session_id, "refresh token reused; session revoked");
         return Err(ApiError::new(ErrorCode::RefreshTokenReused));
     }
-    let Some(info) = sessions::load_from_db(&txn, token.session_id, now).await? else {
+    let Some(info) = sessions::load_from_db(&txn, &state.keyring, token.session_id, now).await? else {
         return Err(ApiError::new(ErrorCode::SessionRevoked));
     };
     session::Entity::update_many()
@@ -241,21 +241,17 @@ pub async fn logout(state: &AppState, session: &SessionInfo) -> Result<(), ApiEr
     Ok(())
 }
 
-pub async fn me(state: &AppState, session: &SessionInfo) -> Result<Me, ApiError> {
-    let account = user::Entity::find_by_id(session.user_id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
-    let phone = match &account.phone_enc {
-        Some(enc) => Some(mask::phone(&state.keyring.decrypt(PHONE_CONTEXT, enc)?)),
-        None => None,
-    };
-    Ok(Me {
-        id: account.id,
+/// The caller's own account, from the session (no database read).
+pub fn me(session: &SessionInfo) -> Me {
+    Me {
+        id: session.user_id,
         role: session.role,
-        username: account.username,
-        partner_id: account.partner_id,
-        phone,
-        must_change_password: account.must_change_password,
-        created_at: account.created_at,
-    })
+        username: session.username.clone(),
+        partner_id: session.partner_id,
+        phone: session.phone.clone(),
+        must_change_password: session.must_change_password,
+        created_at: session.created_at,
+    }
 }
 
 /// Binds the phone number WeChat vouches for to the talent's account.
@@ -271,6 +267,7 @@ pub async fn bind_phone(state: &AppState, session: &SessionInfo, code: &str) -> 
     active.phone_hash = Set(Some(state.keyring.blind_index("phone", &phone)));
     active.updated_at = Set(state.clock.now());
     active.update(&state.db).await?;
+    sessions::refresh_cached(&state.cache, session.session_id).await;
     Ok(mask::phone(&phone))
 }
 

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::roles::Role;
 use super::tokens::ACCESS_TTL_SECS;
 use crate::cache::Cache;
-use crate::crypto;
+use super::service::PHONE_CONTEXT;
+use crate::crypto::{self, Keyring, mask};
 use crate::state::AppState;
 
 /// How long "this session is live" may be believed without asking the database.
@@ -24,7 +25,8 @@ const LIVE_TTL: Duration = Duration::from_secs(60);
 /// A tombstone outlives every access token issued for the session.
 const REVOKED_TTL: Duration = Duration::from_secs(ACCESS_TTL_SECS as u64 + 120);
 
-/// What a request needs to know about its caller.
+/// What a request needs to know about its caller, and what `/me` shows, so that
+/// neither needs the database while the cache holds the session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub session_id: Uuid,
@@ -33,6 +35,27 @@ pub struct SessionInfo {
     pub partner_id: Option<Uuid>,
     pub must_change_password: bool,
     pub expires_at: DateTime<Utc>,
+    pub username: Option<String>,
+    /// Masked (`138****5678`); the number itself is never cached.
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl SessionInfo {
+    fn new(session_id: Uuid, expires_at: DateTime<Utc>, user: &user::Model, role: Role, keyring: &Keyring) -> Self {
+        let phone = user.phone_enc.as_deref().and_then(|enc| keyring.decrypt(PHONE_CONTEXT, enc).ok()).map(|p| mask::phone(&p));
+        Self {
+            session_id,
+            user_id: user.id,
+            role,
+            partner_id: user.partner_id,
+            must_change_password: user.must_change_password,
+            expires_at,
+            username: user.username.clone(),
+            phone,
+            created_at: user.created_at,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,7 +78,7 @@ pub async fn load(state: &AppState, session_id: Uuid) -> Result<Option<SessionIn
             Err(_) => {}
         }
     }
-    let info = load_from_db(&state.db, session_id, now).await?;
+    let info = load_from_db(&state.db, &state.keyring, session_id, now).await?;
     let cached = match &info {
         Some(info) => (Cached::Live(info.clone()), LIVE_TTL),
         None => (Cached::Revoked, REVOKED_TTL),
@@ -67,7 +90,7 @@ pub async fn load(state: &AppState, session_id: Uuid) -> Result<Option<SessionIn
     Ok(info)
 }
 
-pub async fn load_from_db<C: ConnectionTrait>(db: &C, session_id: Uuid, now: DateTime<Utc>) -> Result<Option<SessionInfo>, DbErr> {
+pub async fn load_from_db<C: ConnectionTrait>(db: &C, keyring: &Keyring, session_id: Uuid, now: DateTime<Utc>) -> Result<Option<SessionInfo>, DbErr> {
     let Some(s) = session::Entity::find_by_id(session_id).one(db).await? else { return Ok(None) };
     if s.revoked_at.is_some() || s.expires_at <= now {
         return Ok(None);
@@ -77,14 +100,7 @@ pub async fn load_from_db<C: ConnectionTrait>(db: &C, session_id: Uuid, now: Dat
     if u.status != "active" {
         return Ok(None);
     }
-    Ok(Some(SessionInfo {
-        session_id: s.id,
-        user_id: u.id,
-        role,
-        partner_id: u.partner_id,
-        must_change_password: u.must_change_password,
-        expires_at: s.expires_at,
-    }))
+    Ok(Some(SessionInfo::new(s.id, s.expires_at, &u, role, keyring)))
 }
 
 /// Client details kept with a session, for the user's and the auditors' benefit.
@@ -97,6 +113,7 @@ pub struct Origin {
 /// Opens a session for `user`; returns it with its first refresh token.
 pub async fn open<C: ConnectionTrait>(
     db: &C,
+    keyring: &Keyring,
     user: &user::Model,
     role: Role,
     origin: &Origin,
@@ -118,15 +135,7 @@ pub async fn open<C: ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     let refresh = new_refresh_token(db, id, now).await?;
-    let info = SessionInfo {
-        session_id: id,
-        user_id: user.id,
-        role,
-        partner_id: user.partner_id,
-        must_change_password: user.must_change_password,
-        expires_at,
-    };
-    Ok((info, refresh))
+    Ok((SessionInfo::new(id, expires_at, user, role, keyring), refresh))
 }
 
 pub async fn new_refresh_token<C: ConnectionTrait>(db: &C, session_id: Uuid, now: DateTime<Utc>) -> Result<String, DbErr> {

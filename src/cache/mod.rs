@@ -70,6 +70,22 @@ impl Cache {
         Self { backend: Backend::Redis(redis), local: Arc::new(MemoryCache::new()), metrics }
     }
 
+    /// A handle for an HTTP worker thread (see [`RedisCache::for_this_thread`]); the
+    /// in-process stores stay shared by the whole instance.
+    pub fn for_this_thread(&self) -> Self {
+        let backend = match &self.backend {
+            Backend::Redis(r) => match r.for_this_thread() {
+                Ok(own) => Backend::Redis(own),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no per-worker Redis connection; sharing the instance's");
+                    Backend::Redis(r.clone())
+                }
+            },
+            Backend::Memory(m) => Backend::Memory(m.clone()),
+        };
+        Self { backend, local: self.local.clone(), metrics: self.metrics.clone() }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Memory(_) => "memory",

@@ -18,8 +18,19 @@ return n
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
+    client: redis::Client,
+    timeout: Duration,
     prefix: String,
     incr: Script,
+}
+
+fn manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, CacheError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
 }
 
 impl RedisCache {
@@ -27,13 +38,15 @@ impl RedisCache {
     /// and uses it as soon as it answers.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
         let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { conn, prefix: prefix.to_owned(), incr: Script::new(INCR_WITH_TTL) })
+        let conn = manager(&client, timeout)?;
+        Ok(Self { conn, client, timeout, prefix: prefix.to_owned(), incr: Script::new(INCR_WITH_TTL) })
+    }
+
+    /// The same store through a connection driven by the calling thread's runtime. Each
+    /// HTTP worker runs its own single-threaded runtime; a connection of its own saves
+    /// every command two cross-thread wake-ups.
+    pub fn for_this_thread(&self) -> Result<Self, CacheError> {
+        Ok(Self { conn: manager(&self.client, self.timeout)?, ..self.clone() })
     }
 
     fn key(&self, key: &str) -> String {
