@@ -54,6 +54,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Seconds a SIGTERM waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Run the outbox worker in this process (notifications).
+    pub outbox_worker: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy: bool,
     /// HTTP worker threads; default one per core.
@@ -73,11 +75,21 @@ pub struct WechatSettings {
     pub secret: Option<SecretString>,
     /// Milliseconds one call to WeChat may take.
     pub timeout_ms: u64,
+    /// Subscribe-message template ids.
+    pub template_card_issued: String,
+    pub template_application_rejected: String,
 }
 
 impl Default for WechatSettings {
     fn default() -> Self {
-        Self { base_url: "https://api.weixin.qq.com".into(), appid: String::new(), secret: None, timeout_ms: 5000 }
+        Self {
+            base_url: "https://api.weixin.qq.com".into(),
+            appid: String::new(),
+            secret: None,
+            timeout_ms: 5000,
+            template_card_issued: "card_issued".into(),
+            template_application_rejected: "application_rejected".into(),
+        }
     }
 }
 
@@ -96,6 +108,7 @@ impl Default for Settings {
             json_limit: 64 * 1024,
             db_max_connections: 16,
             shutdown_timeout_secs: 30,
+            outbox_worker: true,
             trust_proxy: false,
             workers: None,
             redis_timeout_ms: 500,

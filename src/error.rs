@@ -100,6 +100,13 @@ pub enum ErrorCode {
     WechatBusy,
     WechatUnavailable,
     UsernameTaken,
+    // Applications and cards.
+    ApplicationOpen,
+    ApplicationDecided,
+    IdNumberHasCard,
+    CardExists,
+    CardStateConflict,
+    NoCard,
 }
 
 impl ErrorCode {
@@ -125,7 +132,10 @@ impl ErrorCode {
             AccountDisabled | PasswordChangeRequired | WechatUserBlocked => StatusCode::FORBIDDEN,
             WechatRateLimited => StatusCode::TOO_MANY_REQUESTS,
             WechatBusy | WechatUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            UsernameTaken => StatusCode::CONFLICT,
+            UsernameTaken | ApplicationOpen | ApplicationDecided | IdNumberHasCard | CardExists | CardStateConflict => {
+                StatusCode::CONFLICT
+            }
+            NoCard => StatusCode::NOT_FOUND,
         }
     }
 
@@ -161,6 +171,12 @@ impl ErrorCode {
             WechatBusy => "wechat_busy",
             WechatUnavailable => "wechat_unavailable",
             UsernameTaken => "username_taken",
+            ApplicationOpen => "application_open",
+            ApplicationDecided => "application_decided",
+            IdNumberHasCard => "id_number_has_card",
+            CardExists => "card_exists",
+            CardStateConflict => "card_state_conflict",
+            NoCard => "no_card",
         }
     }
 
@@ -196,6 +212,12 @@ impl ErrorCode {
             WechatBusy => ("微信服务繁忙，请稍后再试", "WeChat is busy; try again"),
             WechatUnavailable => ("暂时无法连接微信服务", "WeChat is unavailable"),
             UsernameTaken => ("用户名已被使用", "Username already taken"),
+            ApplicationOpen => ("已有一份待审核的申请", "An application is already open"),
+            ApplicationDecided => ("该申请已审核完毕", "The application has already been decided"),
+            IdNumberHasCard => ("该身份证号已持有有效的英才卡", "This ID number already holds a live card"),
+            CardExists => ("您已持有英才卡", "You already hold a card"),
+            CardStateConflict => ("英才卡当前状态不允许此操作", "The card's state does not allow this"),
+            NoCard => ("尚未持有英才卡", "No card yet"),
         };
         Text::new(zh, en)
     }
@@ -325,7 +347,7 @@ macro_rules! internal_errors {
     )+};
 }
 
-internal_errors!(anyhow::Error, sea_orm::DbErr, crate::crypto::CryptoError, tokio::task::JoinError, std::io::Error);
+internal_errors!(anyhow::Error, sea_orm::DbErr, crate::crypto::CryptoError, tokio::task::JoinError, std::io::Error, serde_json::Error);
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {

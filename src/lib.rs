@@ -1,9 +1,11 @@
 //! 诸葛英才卡 (Zhuge talent card) backend.
 
 pub mod accounts;
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod cards;
 pub mod catalog;
 pub mod classification;
 pub mod clock;
@@ -11,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod outbox;
 pub mod pagination;
 pub mod redemption;
 pub mod startup;

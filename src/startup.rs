@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, auth, catalog, system, telemetry};
+use crate::{accounts, applications, audit, auth, cards, catalog, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,11 @@ use crate::{accounts, auth, catalog, system, telemetry};
         (name = "catalogue", description = "Partners and benefits open to talents (public)"),
         (name = "admin catalogue", description = "Managing partners and benefits (operators)"),
         (name = "staff", description = "Merchant staff accounts"),
+        (name = "applications", description = "A talent's card applications and documents"),
+        (name = "admin applications", description = "Reviewing applications (reviewers)"),
+        (name = "cards", description = "The talent's own card"),
+        (name = "admin cards", description = "Card lifecycle (reviewers)"),
+        (name = "audit", description = "The hash-chained audit log"),
     ),
     components(schemas(ProblemBody)),
     modifiers(&BearerAuth)
@@ -62,7 +67,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
 }
 
 fn api_v1(cfg: &mut ServiceConfig) {
-    cfg.configure(auth::routes::routes).configure(accounts::routes::routes).configure(catalog::routes::routes).configure(accounts::staff::routes);
+    cfg.configure(auth::routes::routes).configure(accounts::routes::routes).configure(catalog::routes::routes).configure(accounts::staff::routes)
+        .configure(applications::routes::routes)
+        .configure(cards::routes::routes)
+        .configure(audit::routes::routes);
 }
 
 /// The OpenAPI document, generated from the route table.
@@ -124,6 +132,9 @@ impl Application {
         .listen(listener)?;
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
+        }
+        if settings.outbox_worker {
+            crate::outbox::spawn(shared.clone());
         }
         Ok(Self { port, server: server.run(), state: shared })
     }

@@ -5,12 +5,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_identity;
 mod m20261127_000002_catalogue;
+mod m20261127_000003_cards;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_identity::Migration), Box::new(m20261127_000002_catalogue::Migration)]
+        vec![
+            Box::new(m20261127_000001_identity::Migration),
+            Box::new(m20261127_000002_catalogue::Migration),
+            Box::new(m20261127_000003_cards::Migration),
+        ]
     }
 }

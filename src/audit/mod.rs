@@ -6,6 +6,8 @@
 //! Appends lock the one-row `audit_head` table first, which serialises them on both
 //! backends and keeps the chain linear under concurrent writers.
 
+pub mod routes;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{audit_head, audit_log};
 use sea_orm::ExprTrait;

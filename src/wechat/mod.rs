@@ -33,6 +33,8 @@ pub enum WechatError {
     Config(i64),
     #[error("WeChat unavailable: {0}")]
     Unavailable(String),
+    #[error("the user has not subscribed to this message (43101)")]
+    NotSubscribed,
 }
 
 impl From<WechatError> for ApiError {
@@ -46,7 +48,7 @@ impl From<WechatError> for ApiError {
                 tracing::error!(error = %e, "WeChat rejected our configuration");
                 ApiError::new(ErrorCode::WechatUnavailable).retry_after(60)
             }
-            WechatError::Unavailable(_) => ApiError::new(ErrorCode::WechatUnavailable).retry_after(5),
+            WechatError::Unavailable(_) | WechatError::NotSubscribed => ApiError::new(ErrorCode::WechatUnavailable).retry_after(5),
         };
         api.cause(e)
     }
@@ -225,6 +227,39 @@ impl WechatClient {
                 -1 => return Err(WechatError::Busy),
                 c @ 40029 => return Err(WechatError::CodeInvalid(c)),
                 45011 => return Err(WechatError::RateLimited),
+                c => return Err(WechatError::Unavailable(format!("errcode {c}"))),
+            }
+        }
+    }
+
+    /// Sends a subscribe message; `payload` carries `touser`, `page` and `data`.
+    pub async fn send_subscribe(&self, payload: &Value, template_id: &str) -> Result<(), WechatError> {
+        let body = json!({
+            "touser": payload.get("touser"),
+            "template_id": template_id,
+            "page": payload.get("page"),
+            "data": payload.get("data"),
+            "miniprogram_state": "formal",
+            "lang": "zh_CN",
+        });
+        let mut refreshed = false;
+        loop {
+            let token = self.access_token().await?;
+            let res = self
+                .http
+                .post(format!("{}/cgi-bin/message/subscribe/send", self.base))
+                .query(&[("access_token", token.as_str())])
+                .json(&body)
+                .send()
+                .await;
+            match errcode(&Self::read_json(res).await?) {
+                0 => return Ok(()),
+                40001 | 42001 if !refreshed => {
+                    refreshed = true;
+                    self.forget_token().await;
+                }
+                43101 => return Err(WechatError::NotSubscribed),
+                -1 => return Err(WechatError::Busy),
                 c => return Err(WechatError::Unavailable(format!("errcode {c}"))),
             }
         }

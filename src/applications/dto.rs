@@ -1,0 +1,108 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::classification::{Category, Tier};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationStatus {
+    Submitted,
+    Approved,
+    Rejected,
+    Withdrawn,
+}
+
+impl ApplicationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationStatus::Submitted => "submitted",
+            ApplicationStatus::Approved => "approved",
+            ApplicationStatus::Rejected => "rejected",
+            ApplicationStatus::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> ApplicationStatus {
+        match s {
+            "approved" => ApplicationStatus::Approved,
+            "rejected" => ApplicationStatus::Rejected,
+            "withdrawn" => ApplicationStatus::Withdrawn,
+            _ => ApplicationStatus::Submitted,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewApplication {
+    #[schema(example = "张三明")]
+    pub real_name: String,
+    /// 18 characters, GB 11643 check character.
+    #[schema(example = "411302199001011236")]
+    pub id_number: String,
+    #[schema(example = "南阳理工学院")]
+    pub employer: String,
+    pub category: Category,
+    pub claimed_tier: Tier,
+    #[schema(example = "博士研究生")]
+    pub education: String,
+    #[schema(example = "副教授")]
+    pub title: String,
+    /// Ids of documents uploaded with `POST /me/documents`.
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
+}
+
+/// An application as shown to its applicant and to reviewers: name and ID number masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: Uuid,
+    #[schema(example = "张*明")]
+    pub real_name: String,
+    #[schema(example = "4113**********1236")]
+    pub id_number: String,
+    pub employer: String,
+    pub category: Category,
+    pub claimed_tier: Tier,
+    pub education: String,
+    pub title: String,
+    pub document_ids: Vec<Uuid>,
+    pub status: ApplicationStatus,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// The card issued on approval.
+    pub card_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Approve {
+    pub tier: Tier,
+    pub category: Category,
+    /// 1–10; default 3.
+    pub valid_years: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Reject {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApplicationFilter {
+    pub status: Option<ApplicationStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    pub id: Uuid,
+    pub filename: String,
+    /// `application/pdf`, `image/jpeg` or `image/png`, as found in the content.
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,133 @@
+use chrono::{DateTime, Utc};
+use entity::{card, card_event};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::classification::{Category, Tier};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CardStatus {
+    Active,
+    Suspended,
+    Revoked,
+    /// Derived: an active card past `valid_until`.
+    Expired,
+}
+
+impl CardStatus {
+    pub fn of(card: &card::Model, now: DateTime<Utc>) -> CardStatus {
+        match card.status.as_str() {
+            "suspended" => CardStatus::Suspended,
+            "revoked" => CardStatus::Revoked,
+            _ if card.valid_until <= now => CardStatus::Expired,
+            _ => CardStatus::Active,
+        }
+    }
+}
+
+/// A card as merchants and admins see it: the holder's name masked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CardView {
+    pub id: Uuid,
+    #[schema(example = "ZG202600001230")]
+    pub card_no: String,
+    #[schema(example = "张*明")]
+    pub holder: String,
+    pub tier: Tier,
+    pub category: Category,
+    pub status: CardStatus,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+}
+
+impl CardView {
+    pub fn of(card: &card::Model, now: DateTime<Utc>) -> Self {
+        Self {
+            id: card.id,
+            card_no: card.card_no.clone(),
+            holder: card.holder_masked.clone(),
+            tier: Tier::from_letter(card.tier.chars().next().unwrap_or('E')).unwrap_or(Tier::E),
+            category: Category::parse(&card.category).unwrap_or(Category::Social),
+            status: CardStatus::of(card, now),
+            valid_from: card.valid_from,
+            valid_until: card.valid_until,
+        }
+    }
+}
+
+/// The holder's own view of their card: name and ID number in full.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OwnCardView {
+    #[serde(flatten)]
+    pub card: CardView,
+    /// The holder's full name (this view only).
+    pub holder_name: String,
+    /// The holder's full ID number (this view only).
+    pub id_number: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardEventView {
+    pub id: Uuid,
+    /// `issued`, `suspended`, `resumed`, `revoked`, `renewed` or `changed`.
+    pub kind: String,
+    pub actor_id: Option<Uuid>,
+    pub reason: String,
+    pub details: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&card_event::Model> for CardEventView {
+    fn from(e: &card_event::Model) -> Self {
+        Self { id: e.id, kind: e.kind.clone(), actor_id: e.actor_id, reason: e.reason.clone(), details: e.details.clone(), created_at: e.created_at }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardDetail {
+    #[serde(flatten)]
+    pub card: CardView,
+    pub user_id: Uuid,
+    /// Every state change, oldest first.
+    pub events: Vec<CardEventView>,
+}
+
+/// The audited admin view of the holder's personal data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardPii {
+    pub card_id: Uuid,
+    pub holder_name: String,
+    pub id_number: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Reason {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Renew {
+    pub reason: String,
+    /// Years added to the later of now and the current expiry (1–10).
+    pub valid_years: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeCard {
+    pub tier: Option<Tier>,
+    pub category: Option<Category>,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CardSearch {
+    /// Exact card number.
+    pub card_no: Option<String>,
+    /// Exact holder name (matched through its keyed hash, never in clear).
+    pub name: Option<String>,
+    pub tier: Option<Tier>,
+    pub status: Option<CardStatus>,
+}

@@ -1,0 +1,6 @@
+//! The talent card (诸葛英才卡): numbers, lifecycle, views.
+
+pub mod dto;
+pub mod number;
+pub mod routes;
+pub mod service;
