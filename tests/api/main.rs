@@ -5,11 +5,14 @@
 mod support;
 
 mod admin_users;
+mod applications;
 mod cache_contract;
+mod cards;
 mod catalogue;
 mod cli;
 mod errors;
 mod openapi;
+mod privacy;
 mod redis_outage;
 mod redis_sessions;
 mod sessions;

@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod redis_server;
+pub mod cards;
 pub mod catalog;
 pub mod users;
 
@@ -90,6 +91,7 @@ pub async fn test_settings() -> (Settings, TestDatabase) {
             appid: WX_APPID.into(),
             secret: Some(WX_SECRET.into()),
             timeout_ms: 1000,
+            ..WechatSettings::default()
         },
         ..Settings::default()
     };
@@ -135,7 +137,12 @@ impl TestApp {
     /// A second instance of the service on the same database and cache (and the same
     /// WeChat stand-in), as behind a load balancer.
     pub async fn sibling(&self) -> TestApp {
-        let settings = (*self.state.settings).clone();
+        self.sibling_with(|_| {}).await
+    }
+
+    pub async fn sibling_with(&self, customise: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = (*self.state.settings).clone();
+        customise(&mut settings);
         let (_, _, wechat_server) = spawn_wechat().await;
         start(settings, None, self.state.clock.clone(), self.wechat.clone(), wechat_server).await
     }
