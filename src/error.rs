@@ -107,6 +107,21 @@ pub enum ErrorCode {
     CardExists,
     CardStateConflict,
     NoCard,
+    // Verification and redemption.
+    QrInvalid,
+    QrExpired,
+    QrReplayed,
+    CardSuspended,
+    CardRevoked,
+    CardExpired,
+    VisitExpired,
+    BenefitUnavailable,
+    QuotaExhausted,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotencyInFlight,
+    AlreadyVoided,
+    VoidWindowPassed,
 }
 
 impl ErrorCode {
@@ -136,6 +151,11 @@ impl ErrorCode {
                 StatusCode::CONFLICT
             }
             NoCard => StatusCode::NOT_FOUND,
+            QrInvalid | IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
+            QrExpired | VisitExpired => StatusCode::GONE,
+            QrReplayed | CardSuspended | CardRevoked | CardExpired | BenefitUnavailable | QuotaExhausted | IdempotencyInFlight
+            | AlreadyVoided | VoidWindowPassed => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -177,6 +197,20 @@ impl ErrorCode {
             CardExists => "card_exists",
             CardStateConflict => "card_state_conflict",
             NoCard => "no_card",
+            QrInvalid => "qr_invalid",
+            QrExpired => "qr_expired",
+            QrReplayed => "qr_replayed",
+            CardSuspended => "card_suspended",
+            CardRevoked => "card_revoked",
+            CardExpired => "card_expired",
+            VisitExpired => "visit_expired",
+            BenefitUnavailable => "benefit_unavailable",
+            QuotaExhausted => "quota_exhausted",
+            IdempotencyKeyRequired => "idempotency_key_required",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyInFlight => "idempotency_in_flight",
+            AlreadyVoided => "already_voided",
+            VoidWindowPassed => "void_window_passed",
         }
     }
 
@@ -218,6 +252,20 @@ impl ErrorCode {
             CardExists => ("您已持有英才卡", "You already hold a card"),
             CardStateConflict => ("英才卡当前状态不允许此操作", "The card's state does not allow this"),
             NoCard => ("尚未持有英才卡", "No card yet"),
+            QrInvalid => ("二维码无效", "Invalid QR code"),
+            QrExpired => ("二维码已过期，请刷新", "QR code expired; refresh it"),
+            QrReplayed => ("二维码已被使用，请刷新", "QR code already used; refresh it"),
+            CardSuspended => ("英才卡已暂停使用", "The card is suspended"),
+            CardRevoked => ("英才卡已注销", "The card is revoked"),
+            CardExpired => ("英才卡已过期", "The card has expired"),
+            VisitExpired => ("核验已超时，请重新扫码", "The visit has expired; scan again"),
+            BenefitUnavailable => ("该权益不适用于此卡", "This benefit is not available to this card"),
+            QuotaExhausted => ("本期权益次数已用完", "No uses left in this period"),
+            IdempotencyKeyRequired => ("缺少 Idempotency-Key 请求头", "The Idempotency-Key header is required"),
+            IdempotencyKeyReused => ("Idempotency-Key 已用于不同的请求", "Idempotency-Key reused with a different request"),
+            IdempotencyInFlight => ("相同请求正在处理中", "A request with this Idempotency-Key is in progress"),
+            AlreadyVoided => ("该核销已撤销", "Already voided"),
+            VoidWindowPassed => ("已超过可撤销时限", "Too late to void"),
         };
         Text::new(zh, en)
     }
@@ -307,6 +355,11 @@ impl ApiError {
 
     pub fn field_errors(&self) -> &[FieldError] {
         &self.errors
+    }
+
+    /// The status and body this error answers with, in `lang`.
+    pub fn render(&self, lang: Lang) -> (StatusCode, Vec<u8>) {
+        (self.code.status(), self.problem().to_json(lang))
     }
 
     fn problem(&self) -> Problem {

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, applications, audit, auth, cards, catalog, system, telemetry};
+use crate::{accounts, applications, audit, auth, cards, catalog, redemption, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,7 @@ use crate::{accounts, applications, audit, auth, cards, catalog, system, telemet
         (name = "cards", description = "The talent's own card"),
         (name = "admin cards", description = "Card lifecycle (reviewers)"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "merchant", description = "Verifying cards and redeeming benefits (merchant staff)"),
     ),
     components(schemas(ProblemBody)),
     modifiers(&BearerAuth)
@@ -62,7 +63,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The route table.
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.configure(system::routes);
+    cfg.configure(system::routes).configure(redemption::routes::root_routes);
     cfg.service(utoipa_actix_web::scope("/api/v1").configure(api_v1));
 }
 
@@ -70,7 +71,8 @@ fn api_v1(cfg: &mut ServiceConfig) {
     cfg.configure(auth::routes::routes).configure(accounts::routes::routes).configure(catalog::routes::routes).configure(accounts::staff::routes)
         .configure(applications::routes::routes)
         .configure(cards::routes::routes)
-        .configure(audit::routes::routes);
+        .configure(audit::routes::routes)
+        .configure(redemption::routes::routes);
 }
 
 /// The OpenAPI document, generated from the route table.

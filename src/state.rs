@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::tokens::TokenService;
 use crate::cache::{Cache, CacheMetrics, RedisCache};
+use crate::cards::keys::Keys;
 use crate::catalog::cache::ListCache;
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub wechat: Arc<WechatClient>,
     pub catalog_cache: Arc<ListCache>,
+    pub qr_keys: Arc<Keys>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
         let keyring = Keyring::new(settings.master_key(), &[]);
         let tokens = TokenService::new(keyring.jwt_key());
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
+        crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
         Ok(Self {
             db,
             cache,
@@ -48,6 +51,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             wechat: Arc::new(wechat),
             catalog_cache: Arc::new(ListCache::default()),
+            qr_keys: Arc::new(Keys::default()),
         })
     }
 }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_identity;
 mod m20261127_000002_catalogue;
 mod m20261127_000003_cards;
+mod m20261127_000004_redemption;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_identity::Migration),
             Box::new(m20261127_000002_catalogue::Migration),
             Box::new(m20261127_000003_cards::Migration),
+            Box::new(m20261127_000004_redemption::Migration),
         ]
     }
 }

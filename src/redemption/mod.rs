@@ -1,3 +1,10 @@
-//! Benefit redemption: quota periods now; verification and exactly-once redemption follow.
+//! Benefit redemption (核销): verifying a scanned card, exactly-once redemption with
+//! idempotency keys, voids, quota periods, and what talents and merchants see of it.
 
+pub mod dto;
+pub mod idempotency;
 pub mod period;
+pub mod quota;
+pub mod render;
+pub mod routes;
+pub mod service;

@@ -1,0 +1,132 @@
+use chrono::{DateTime, Utc};
+use entity::redemption;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::cards::dto::CardView;
+use crate::catalog::dto::BenefitView;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    /// The scanned QR text (`ZG:…`).
+    pub qr: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BenefitUse {
+    pub benefit: BenefitView,
+    /// Uses left in the current period; `null` when unlimited.
+    pub remaining: Option<i32>,
+    /// When the period resets (Beijing calendar); `null` for lifetime and unlimited.
+    pub resets_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyView {
+    /// Pass to `POST /merchant/redemptions` within 5 minutes.
+    pub visit_id: Uuid,
+    pub card: CardView,
+    /// This partner's benefits the card is eligible for now.
+    pub benefits: Vec<BenefitUse>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct RedeemRequest {
+    pub visit_id: Uuid,
+    pub benefit_id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedemptionView {
+    pub id: Uuid,
+    #[schema(example = "ZG202600001230")]
+    pub card_no: String,
+    pub benefit_id: Uuid,
+    pub partner_id: Uuid,
+    pub staff_id: Uuid,
+    /// `completed` or `voided`.
+    #[schema(example = "completed")]
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub void_reason: Option<String>,
+}
+
+impl RedemptionView {
+    pub fn of(r: &redemption::Model, card_no: &str) -> Self {
+        Self {
+            id: r.id,
+            card_no: card_no.to_owned(),
+            benefit_id: r.benefit_id,
+            partner_id: r.partner_id,
+            staff_id: r.staff_id,
+            status: r.status.clone(),
+            created_at: r.created_at,
+            voided_at: r.voided_at,
+            void_reason: r.void_reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VoidRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RedemptionFilter {
+    pub benefit_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BenefitCount {
+    pub benefit_id: Uuid,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantStats {
+    /// Completed redemptions today (Beijing), by benefit.
+    pub today: Vec<BenefitCount>,
+    /// Completed redemptions this calendar month (Beijing), by benefit.
+    pub this_month: Vec<BenefitCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QrView {
+    /// The text to show as a QR code.
+    pub token: String,
+    /// When verification stops accepting it.
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until a fresh token should be fetched.
+    pub refresh_in: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationEntry {
+    /// The card reference carried in QR tokens.
+    pub card_ref: Uuid,
+    /// `suspended`, `revoked` or `active` (resumed).
+    pub status: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationFeed {
+    pub items: Vec<RevocationEntry>,
+    /// Pass as `since` next time.
+    pub next_since: i64,
+    /// `true` while more entries follow `next_since`.
+    pub more: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RevocationQuery {
+    /// The last `version` seen (0 for everything).
+    pub since: Option<i64>,
+    /// 1–1000, default 500.
+    pub limit: Option<i64>,
+}

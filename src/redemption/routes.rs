@@ -1,0 +1,202 @@
+//! Merchant verification and redemption, the talent's QR and benefits, the offline feeds.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::dto::{BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery, VerifyRequest, VerifyView, VoidRequest};
+use super::idempotency::{self, Begin};
+use super::{render, service};
+use crate::auth::{RequestMeta, Staff, SuperAdmin, Talent};
+use crate::cards::keys::{self, Jwks};
+use crate::crypto::sha256_hex;
+use crate::error::{ApiError, ErrorCode, Lang, PROBLEM_JSON, ProblemBody};
+use crate::pagination::{Page, PageParams};
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(verify)
+        .service(redeem)
+        .service(void)
+        .service(merchant_redemptions)
+        .service(merchant_stats)
+        .service(my_qr)
+        .service(my_qr_png)
+        .service(my_qr_svg)
+        .service(my_benefits)
+        .service(my_redemptions)
+        .service(revocations)
+        .service(rotate_keys);
+}
+
+/// Routes outside `/api/v1`.
+pub fn root_routes(cfg: &mut ServiceConfig) {
+    cfg.service(jwks);
+}
+
+/// Verify a scanned card QR. Consumes the token and opens a 5-minute visit at the staff
+/// member's partner.
+#[utoipa::path(
+    tag = "merchant",
+    request_body = VerifyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = OK, body = VerifyView),
+        (status = BAD_REQUEST, description = "`qr_invalid`: malformed, tampered, unknown key", body = ProblemBody),
+        (status = GONE, description = "`qr_expired`", body = ProblemBody),
+        (status = CONFLICT, description = "`qr_replayed`, `card_suspended`, `card_revoked`, `card_expired`", body = ProblemBody),
+    )
+)]
+#[post("/merchant/verify")]
+async fn verify(state: web::Data<AppState>, staff: Staff, body: web::Json<VerifyRequest>) -> Result<web::Json<VerifyView>, ApiError> {
+    Ok(web::Json(service::verify(&state, &staff, &body.qr).await?))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    req.headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::new(ErrorCode::IdempotencyKeyRequired))
+}
+
+/// Redeem one use of a benefit during a visit. Requires `Idempotency-Key` (≤ 255
+/// characters): a retry with the same key and body gets the first answer again.
+#[utoipa::path(
+    tag = "merchant",
+    request_body = RedeemRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per redemption attempt, ≤ 255 characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = CREATED, body = RedemptionView),
+        (status = BAD_REQUEST, description = "`idempotency_key_required`", body = ProblemBody),
+        (status = FORBIDDEN, description = "a visit or benefit of another partner", body = ProblemBody),
+        (status = GONE, description = "`visit_expired`", body = ProblemBody),
+        (status = CONFLICT, description = "`quota_exhausted`, `benefit_unavailable`, `card_suspended`, `idempotency_in_flight`", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`idempotency_key_reused`", body = ProblemBody),
+    )
+)]
+#[post("/merchant/redemptions")]
+async fn redeem(state: web::Data<AppState>, staff: Staff, req: HttpRequest, body: web::Json<RedeemRequest>) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let hash = sha256_hex(&serde_json::to_vec(&*body)?);
+    let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
+    match idempotency::begin(&state.db, staff.user_id, &key, &hash, state.clock.now()).await? {
+        Begin::New => {}
+        Begin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if status.is_success() { "application/json" } else { PROBLEM_JSON };
+            return Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, content_type)).insert_header(("idempotent-replayed", "true")).body(body));
+        }
+        Begin::InFlight => return Err(ApiError::new(ErrorCode::IdempotencyInFlight)),
+        Begin::Mismatch => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
+    }
+    match service::redeem(&state, &staff, &key, body.visit_id, body.benefit_id).await {
+        Ok(view) => Ok(HttpResponse::Created().json(view)),
+        Err(e) if e.code().status().is_client_error() => {
+            let (status, problem) = e.render(lang);
+            idempotency::complete(&state.db, staff.user_id, &key, status.as_u16(), &String::from_utf8_lossy(&problem)).await?;
+            Err(e)
+        }
+        Err(e) => {
+            if let Err(release) = idempotency::release(&state.db, staff.user_id, &key).await {
+                tracing::warn!(error = %release, "could not release an idempotency key");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Void a redemption of your own partner, once, within 24 hours; the use returns to the quota.
+#[utoipa::path(
+    tag = "merchant",
+    request_body = VoidRequest,
+    security(("bearer" = [])),
+    responses((status = OK, body = RedemptionView), (status = CONFLICT, description = "`already_voided`, `void_window_passed`", body = ProblemBody), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
+)]
+#[post("/merchant/redemptions/{id}/void")]
+async fn void(state: web::Data<AppState>, staff: Staff, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<VoidRequest>) -> Result<web::Json<RedemptionView>, ApiError> {
+    Ok(web::Json(service::void(&state, &staff, &meta.actor(&staff), *id, &body.reason).await?))
+}
+
+/// Your partner's redemptions, newest first.
+#[utoipa::path(tag = "merchant", params(RedemptionFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
+#[get("/merchant/redemptions")]
+async fn merchant_redemptions(state: web::Data<AppState>, staff: Staff, filter: web::Query<RedemptionFilter>, page: web::Query<PageParams>) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
+    Ok(web::Json(service::for_partner(&state, &staff, filter.benefit_id, &page).await?))
+}
+
+/// Today's and this month's redemptions at your partner, by benefit.
+#[utoipa::path(tag = "merchant", security(("bearer" = [])), responses((status = OK, body = MerchantStats)))]
+#[get("/merchant/stats")]
+async fn merchant_stats(state: web::Data<AppState>, staff: Staff) -> Result<web::Json<MerchantStats>, ApiError> {
+    Ok(web::Json(service::merchant_stats(&state, &staff).await?))
+}
+
+/// A fresh QR token for the talent's card (changes every 30 s).
+#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, body = QrView), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody), (status = CONFLICT, description = "`card_suspended`, `card_expired`", body = ProblemBody)))]
+#[get("/me/card/qr")]
+async fn my_qr(state: web::Data<AppState>, talent: Talent) -> Result<web::Json<QrView>, ApiError> {
+    Ok(web::Json(service::mint_qr(&state, talent.user_id).await?))
+}
+
+/// The QR token drawn as a PNG.
+#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, content_type = "image/png", body = Vec<u8>), (status = NOT_FOUND, body = ProblemBody)))]
+#[get("/me/card/qr.png")]
+async fn my_qr_png(state: web::Data<AppState>, talent: Talent) -> Result<HttpResponse, ApiError> {
+    let qr = service::mint_qr(&state, talent.user_id).await?;
+    Ok(HttpResponse::Ok().content_type("image/png").body(render::png(&qr.token)?))
+}
+
+/// The QR token drawn as SVG.
+#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, content_type = "image/svg+xml", body = String), (status = NOT_FOUND, body = ProblemBody)))]
+#[get("/me/card/qr.svg")]
+async fn my_qr_svg(state: web::Data<AppState>, talent: Talent) -> Result<HttpResponse, ApiError> {
+    let qr = service::mint_qr(&state, talent.user_id).await?;
+    Ok(HttpResponse::Ok().content_type("image/svg+xml").body(render::svg(&qr.token)?))
+}
+
+/// Every benefit the talent's card may use now, with remaining uses and next reset.
+#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<BenefitUse>), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
+#[get("/me/benefits")]
+async fn my_benefits(state: web::Data<AppState>, talent: Talent, page: web::Query<PageParams>) -> Result<web::Json<Page<BenefitUse>>, ApiError> {
+    Ok(web::Json(service::my_benefits(&state, talent.user_id, &page).await?))
+}
+
+/// The talent's redemptions, newest first.
+#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
+#[get("/me/redemptions")]
+async fn my_redemptions(state: web::Data<AppState>, talent: Talent, page: web::Query<PageParams>) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
+    Ok(web::Json(service::for_talent(&state, talent.user_id, &page).await?))
+}
+
+/// Card references suspended, revoked or resumed since a version, for offline checking.
+#[utoipa::path(tag = "catalogue", params(RevocationQuery), responses((status = OK, body = RevocationFeed)))]
+#[get("/cards/revocations")]
+async fn revocations(state: web::Data<AppState>, q: web::Query<RevocationQuery>) -> Result<web::Json<RevocationFeed>, ApiError> {
+    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), q.limit.unwrap_or(500)).await?))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Rotated {
+    kid: String,
+}
+
+/// Rotate the QR signing key. The old key stays published until its tokens have expired.
+#[utoipa::path(tag = "admin cards", security(("bearer" = [])), responses((status = OK, body = Rotated), (status = FORBIDDEN, body = ProblemBody)))]
+#[post("/admin/keys/rotate")]
+async fn rotate_keys(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta) -> Result<HttpResponse, ApiError> {
+    let kid = service::rotate_keys(&state, &meta.actor(&admin)).await?;
+    Ok(HttpResponse::Ok().json(Rotated { kid }))
+}
+
+/// The public keys that verify card QR tokens (OKP/Ed25519 JWKs).
+#[utoipa::path(tag = "catalogue", responses((status = OK, body = Jwks)))]
+#[get("/.well-known/jwks.json")]
+async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
+    let set = state.qr_keys.get(&state.db, &state.keyring, false).await?;
+    Ok(web::Json(keys::jwks(&set, state.clock.now())))
+}

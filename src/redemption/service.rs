@@ -1,0 +1,334 @@
+//! Verification of a scanned QR, and exactly-once redemption.
+//!
+//! - A token's nonce is consumed by the visit it opens: `visits.nonce` is unique, so the
+//!   first verification anywhere wins and every replay is refused, whatever Redis is doing.
+//! - A redemption takes one use in one transaction: a per-card, per-benefit, per-period
+//!   counter is incremented only while it is below the quota (`UPDATE … WHERE used <
+//!   quota`), so concurrent redemptions on any number of instances succeed exactly
+//!   `min(quota, attempts)` times.
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{benefit, card, quota_counter, redemption, visit};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use sea_orm::ExprTrait;
+use uuid::Uuid;
+
+use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
+use super::period;
+use super::quota;
+use crate::audit::{self, Actor, Change};
+use crate::auth::sessions::SessionInfo;
+use crate::cards::dto::{CardStatus, CardView};
+use crate::cards::qr::{self, QrError};
+use crate::cards::service::live_card_of;
+use crate::catalog::dto::{BenefitView, Status};
+use crate::catalog::eligibility::eligible;
+use crate::catalog::service::benefits_of;
+use crate::classification::{Category, Tier};
+use crate::clock::BEIJING;
+use crate::db;
+use crate::error::{ApiError, ErrorCode};
+use crate::pagination::{Page, PageParams};
+use crate::state::AppState;
+use crate::validate;
+
+pub const VISIT_TTL: Duration = Duration::minutes(5);
+pub const VOID_WINDOW: Duration = Duration::hours(24);
+
+fn card_problem(status: CardStatus) -> Option<ApiError> {
+    match status {
+        CardStatus::Active => None,
+        CardStatus::Suspended => Some(ApiError::new(ErrorCode::CardSuspended)),
+        CardStatus::Revoked => Some(ApiError::new(ErrorCode::CardRevoked)),
+        CardStatus::Expired => Some(ApiError::new(ErrorCode::CardExpired)),
+    }
+}
+
+fn staff_partner(staff: &SessionInfo) -> Result<Uuid, ApiError> {
+    staff.partner_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden))
+}
+
+fn tier_of(c: &card::Model) -> Tier {
+    Tier::from_letter(c.tier.chars().next().unwrap_or('E')).unwrap_or(Tier::E)
+}
+
+fn category_of(c: &card::Model) -> Category {
+    Category::parse(&c.category).unwrap_or(Category::Social)
+}
+
+/// A fresh QR token for the talent's active card.
+pub async fn mint_qr(state: &AppState, user_id: Uuid) -> Result<QrView, ApiError> {
+    let now = state.clock.now();
+    let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+        return Err(problem);
+    }
+    let keys = state.qr_keys.get(&state.db, &state.keyring, false).await?;
+    let key = keys.current().ok_or_else(|| ApiError::internal(anyhow::anyhow!("no QR signing key")))?;
+    let signing = key.signing.as_ref().ok_or_else(|| ApiError::internal(anyhow::anyhow!("signing key unreadable")))?;
+    let token = qr::mint(key.kid, signing, card.id, now);
+    let window = qr::window_of(now);
+    Ok(QrView { token, expires_at: qr::window_end(window + 1), refresh_in: Ord::max((qr::window_end(window) - now).num_seconds(), 1) })
+}
+
+/// Checks a scanned token, consumes it, and opens a visit at the staff member's partner.
+pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Result<VerifyView, ApiError> {
+    let partner_id = staff_partner(staff)?;
+    let now = state.clock.now();
+    let keys = state.qr_keys.get(&state.db, &state.keyring, false).await?;
+    let checked = match qr::check(scanned, &keys, now) {
+        // A key rotated on another instance moments ago: look once more.
+        Err(QrError::Invalid) => qr::check(scanned, &*state.qr_keys.get(&state.db, &state.keyring, true).await?, now),
+        other => other,
+    };
+    let token = checked.map_err(|e| match e {
+        QrError::Invalid => ApiError::new(ErrorCode::QrInvalid),
+        QrError::Expired => ApiError::new(ErrorCode::QrExpired),
+    })?;
+    let card = card::Entity::find_by_id(token.card).one(&state.db).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+        return Err(problem);
+    }
+    let opened = visit::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        card_id: Set(card.id),
+        partner_id: Set(partner_id),
+        staff_id: Set(staff.user_id),
+        nonce: Set(qr::nonce_key(&token)),
+        created_at: Set(now),
+        expires_at: Set(now + VISIT_TTL),
+    }
+    .insert(&state.db)
+    .await
+    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::QrReplayed) } else { e.into() })?;
+    let (tier, category) = (tier_of(&card), category_of(&card));
+    let offered: Vec<BenefitView> = benefits_of(&state.db, partner_id).await?.into_iter().filter(|b| eligible(b, tier, category, now)).collect();
+    Ok(VerifyView { visit_id: opened.id, card: CardView::of(&card, now), benefits: quota::uses(&state.db, card.id, offered, now).await? })
+}
+
+/// The redemption itself, in one transaction. Returns the view and the redemption row.
+pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: Uuid, benefit_id: Uuid) -> Result<RedemptionView, ApiError> {
+    let partner_id = staff_partner(staff)?;
+    let now = state.clock.now();
+    let txn = db::begin_write(&state.db).await?;
+    let visit = visit::Entity::find_by_id(visit_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    if visit.partner_id != partner_id {
+        return Err(ApiError::new(ErrorCode::Forbidden));
+    }
+    if visit.expires_at <= now {
+        return Err(ApiError::new(ErrorCode::VisitExpired));
+    }
+    let b = benefit::Entity::find_by_id(benefit_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    if b.partner_id != partner_id {
+        return Err(ApiError::new(ErrorCode::Forbidden));
+    }
+    let card = card::Entity::find_by_id(visit.card_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+        return Err(problem);
+    }
+    let view = BenefitView::from(&b);
+    if !eligible(&view, tier_of(&card), category_of(&card), now) {
+        return Err(ApiError::new(ErrorCode::BenefitUnavailable));
+    }
+    let period_key = period::window(view.period, now).key;
+    if let Some(quota) = view.quota {
+        quota_counter::Entity::insert(quota_counter::ActiveModel {
+            card_id: Set(card.id),
+            benefit_id: Set(b.id),
+            period_key: Set(period_key.clone()),
+            used: Set(0),
+        })
+        .on_conflict_do_nothing_on([quota_counter::Column::CardId, quota_counter::Column::BenefitId, quota_counter::Column::PeriodKey])
+        .exec(&txn)
+        .await?;
+        let taken = quota_counter::Entity::update_many()
+            .col_expr(quota_counter::Column::Used, Expr::col(quota_counter::Column::Used).add(1))
+            .filter(quota_counter::Column::CardId.eq(card.id))
+            .filter(quota_counter::Column::BenefitId.eq(b.id))
+            .filter(quota_counter::Column::PeriodKey.eq(period_key.as_str()))
+            .filter(quota_counter::Column::Used.lt(quota))
+            .exec(&txn)
+            .await?;
+        if taken.rows_affected != 1 {
+            return Err(ApiError::new(ErrorCode::QuotaExhausted));
+        }
+    }
+    let row = redemption::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        card_id: Set(card.id),
+        benefit_id: Set(b.id),
+        partner_id: Set(partner_id),
+        staff_id: Set(staff.user_id),
+        visit_id: Set(visit.id),
+        period_key: Set(period_key),
+        status: Set("completed".into()),
+        created_at: Set(now),
+        voided_at: Set(None),
+        voided_by: Set(None),
+        void_reason: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let view = RedemptionView::of(&row, &card.card_no);
+    super::idempotency::complete(&txn, staff.user_id, key, 201, &serde_json::to_string(&view)?).await?;
+    txn.commit().await?;
+    Ok(view)
+}
+
+/// Voids a redemption of the staff member's own partner, once, within the window; the use
+/// returns to the quota.
+pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid, reason: &str) -> Result<RedemptionView, ApiError> {
+    let mut errors = Vec::new();
+    validate::required("reason", reason, 500, &mut errors);
+    validate::check(errors)?;
+    let partner_id = staff_partner(staff)?;
+    let now = state.clock.now();
+    let txn = db::begin_write(&state.db).await?;
+    let r = redemption::Entity::find_by_id(id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    if r.partner_id != partner_id {
+        return Err(ApiError::new(ErrorCode::Forbidden));
+    }
+    let voided = redemption::Entity::update_many()
+        .col_expr(redemption::Column::Status, Expr::value("voided"))
+        .col_expr(redemption::Column::VoidedAt, Expr::value(Some(now)))
+        .col_expr(redemption::Column::VoidedBy, Expr::value(Some(staff.user_id)))
+        .col_expr(redemption::Column::VoidReason, Expr::value(Some(reason.trim().to_owned())))
+        .filter(redemption::Column::Id.eq(id))
+        .filter(redemption::Column::Status.eq("completed"))
+        .exec(&txn)
+        .await?;
+    if voided.rows_affected != 1 {
+        return Err(ApiError::new(ErrorCode::AlreadyVoided));
+    }
+    if now - r.created_at > VOID_WINDOW {
+        return Err(ApiError::new(ErrorCode::VoidWindowPassed));
+    }
+    quota_counter::Entity::update_many()
+        .col_expr(quota_counter::Column::Used, Expr::col(quota_counter::Column::Used).sub(1))
+        .filter(quota_counter::Column::CardId.eq(r.card_id))
+        .filter(quota_counter::Column::BenefitId.eq(r.benefit_id))
+        .filter(quota_counter::Column::PeriodKey.eq(r.period_key.as_str()))
+        .filter(quota_counter::Column::Used.gt(0))
+        .exec(&txn)
+        .await?;
+    let change = Change {
+        action: "redemption.void",
+        target_type: "redemption",
+        target_id: id.to_string(),
+        before: Some(serde_json::json!({"status": "completed"})),
+        after: Some(serde_json::json!({"status": "voided", "reason": reason.trim()})),
+    };
+    audit::record(&txn, meta, change, now).await?;
+    let card_no = card::Entity::find_by_id(r.card_id).one(&txn).await?.map(|c| c.card_no).unwrap_or_default();
+    txn.commit().await?;
+    let after = redemption::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
+    Ok(RedemptionView::of(&after, &card_no))
+}
+
+async fn card_numbers<C: ConnectionTrait>(db: &C, rows: &[redemption::Model]) -> Result<std::collections::HashMap<Uuid, String>, ApiError> {
+    let mut ids: Vec<Uuid> = rows.iter().map(|r| r.card_id).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(card::Entity::find().filter(card::Column::Id.is_in(ids)).all(db).await?.into_iter().map(|c| (c.id, c.card_no)).collect())
+}
+
+async fn page_of(state: &AppState, rows: Vec<redemption::Model>, limit: u64) -> Result<Page<RedemptionView>, ApiError> {
+    let numbers = card_numbers(&state.db, &rows).await?;
+    Ok(Page::from_rows(rows, limit, |r| r.id, |r| RedemptionView::of(&r, numbers.get(&r.card_id).map_or("", String::as_str))))
+}
+
+/// Newest first.
+pub async fn for_partner(state: &AppState, staff: &SessionInfo, benefit: Option<Uuid>, page: &PageParams) -> Result<Page<RedemptionView>, ApiError> {
+    let partner_id = staff_partner(staff)?;
+    let (limit, before) = page.parse::<Uuid>()?;
+    let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
+    if let Some(b) = benefit {
+        q = q.filter(redemption::Column::BenefitId.eq(b));
+    }
+    if let Some(before) = before {
+        q = q.filter(redemption::Column::Id.lt(before));
+    }
+    let rows = q.order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
+    page_of(state, rows, limit).await
+}
+
+/// The talent's own redemptions, over all their cards, newest first.
+pub async fn for_talent(state: &AppState, user_id: Uuid, page: &PageParams) -> Result<Page<RedemptionView>, ApiError> {
+    let (limit, before) = page.parse::<Uuid>()?;
+    let cards: Vec<Uuid> = card::Entity::find().filter(card::Column::UserId.eq(user_id)).all(&state.db).await?.into_iter().map(|c| c.id).collect();
+    let mut q = redemption::Entity::find().filter(redemption::Column::CardId.is_in(cards));
+    if let Some(before) = before {
+        q = q.filter(redemption::Column::Id.lt(before));
+    }
+    let rows = q.order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
+    page_of(state, rows, limit).await
+}
+
+/// Every benefit the talent's card may use now, with what is left of it.
+pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> Result<Page<super::dto::BenefitUse>, ApiError> {
+    let now = state.clock.now();
+    let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
+    let query = crate::catalog::dto::BenefitQuery { tier: Some(tier_of(&card)), category: Some(category_of(&card)), partner_category: None };
+    let listed = crate::catalog::service::public_benefits(state, None, &query, page).await?;
+    let usable: Vec<BenefitView> = listed.items.into_iter().filter(|b| b.status == Status::Active && crate::catalog::service::now_in_window(b, now)).collect();
+    Ok(Page { items: quota::uses(&state.db, card.id, usable, now).await?, next_cursor: listed.next_cursor })
+}
+
+async fn counts(state: &AppState, partner_id: Uuid, since: DateTime<Utc>) -> Result<Vec<BenefitCount>, ApiError> {
+    let rows: Vec<(Uuid, i64)> = redemption::Entity::find()
+        .select_only()
+        .column(redemption::Column::BenefitId)
+        .column_as(redemption::Column::Id.count(), "count")
+        .filter(redemption::Column::PartnerId.eq(partner_id))
+        .filter(redemption::Column::Status.eq("completed"))
+        .filter(redemption::Column::CreatedAt.gte(since))
+        .group_by(redemption::Column::BenefitId)
+        .order_by_asc(redemption::Column::BenefitId)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    Ok(rows.into_iter().map(|(benefit_id, count)| BenefitCount { benefit_id, count }).collect())
+}
+
+pub async fn merchant_stats(state: &AppState, staff: &SessionInfo) -> Result<MerchantStats, ApiError> {
+    let partner_id = staff_partner(staff)?;
+    let now = state.clock.now();
+    let today = now.with_timezone(&BEIJING).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        d.and_hms_opt(0, 0, 0).and_then(|d| d.and_local_timezone(BEIJING).single()).map_or(now, |d| d.with_timezone(&Utc))
+    };
+    let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+    Ok(MerchantStats { today: counts(state, partner_id, midnight(today)).await?, this_month: counts(state, partner_id, midnight(first_of_month)).await? })
+}
+
+pub async fn revocations(state: &AppState, since: i64, limit: i64) -> Result<RevocationFeed, ApiError> {
+    let limit = limit.clamp(1, 1000);
+    let rows = card::Entity::find()
+        .filter(card::Column::StateVersion.gt(since))
+        .order_by_asc(card::Column::StateVersion)
+        .limit(u64::try_from(limit + 1).unwrap_or(1001))
+        .all(&state.db)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<RevocationEntry> = rows
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(1000))
+        .map(|c| RevocationEntry { card_ref: c.id, status: c.status, version: c.state_version })
+        .collect();
+    let next_since = items.last().map_or(since, |e| e.version);
+    Ok(RevocationFeed { items, next_since, more })
+}
+
+/// Rotates the QR signing key (audited).
+pub async fn rotate_keys(state: &AppState, actor: &Actor) -> Result<String, ApiError> {
+    let now = state.clock.now();
+    let kid = crate::cards::keys::rotate(&state.db, &state.keyring, now).await?;
+    state.qr_keys.get(&state.db, &state.keyring, true).await?;
+    let txn = db::begin_write(&state.db).await?;
+    audit::record(&txn, actor, Change { action: "keys.rotate", target_type: "signing_key", target_id: kid.clone(), before: None, after: None }, now).await?;
+    txn.commit().await?;
+    Ok(kid)
+}
