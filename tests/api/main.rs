@@ -14,6 +14,7 @@ mod errors;
 mod openapi;
 mod privacy;
 mod redis_outage;
+mod redemption;
 mod redis_sessions;
 mod sessions;
 mod staff;

@@ -21,6 +21,18 @@ pub struct Tokens {
     pub user_id: Uuid,
 }
 
+impl Tokens {
+    /// A new access token for the same session, issued at the app's current time (for
+    /// tests that move the clock past the token's 15 minutes).
+    pub fn renewed(&self, app: &TestApp, role: Role) -> String {
+        use base64::Engine;
+        let payload = self.access.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let sid: Uuid = claims["sid"].as_str().unwrap().parse().unwrap();
+        app.state.tokens.issue(self.user_id, sid, role, app.state.clock.now())
+    }
+}
+
 impl TestApp {
     pub fn auth(&self, method: Method, path: &str, access: &str) -> RequestBuilder {
         self.request(method, path).bearer_auth(access)

@@ -1,0 +1,325 @@
+//! The moment the product exists for: scan, verify, redeem exactly once.
+
+use chrono::Duration;
+use entity::{quota_counter, redemption};
+use reqwest::Method;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zhuge_card::auth::Role;
+use zhuge_card::clock::Clock;
+
+use crate::support::cards::{Issued, id_number};
+use crate::support::catalog::{benefit_body, partner_body};
+use crate::support::users::Tokens;
+use crate::support::{TestApp, assert_problem, json, spawn_app, spawn_with_settings, test_settings};
+
+struct Scene {
+    app: TestApp,
+    operator: Tokens,
+    partner: Uuid,
+    benefit: Uuid,
+    staff: Tokens,
+    other_staff: Tokens,
+    holder: Issued,
+}
+
+async fn scene_on(app: TestApp, quota: Value, period: &str) -> Scene {
+    let operator = app.admin(Role::Operator).await;
+    let partner = app.create_partner(&operator.access, partner_body("南阳市中心医院")).await;
+    let mut body = benefit_body("专家号优先");
+    body["quota"] = quota;
+    body["period"] = json!(period);
+    body["valid_from"] = json!("2020-01-01T00:00:00Z");
+    let benefit = app.create_benefit(&operator.access, partner, body).await;
+    let other = app.create_partner(&operator.access, partner_body("另一家单位")).await;
+    let staff = app.account(Role::MerchantStaff, Some(partner)).await.1;
+    let other_staff = app.account(Role::MerchantStaff, Some(other)).await.1;
+    let holder = app.issue_card("holder", "张三明", &id_number(50), "B", "sci_tech").await;
+    Scene { app, operator, partner, benefit, staff, other_staff, holder }
+}
+
+async fn scene() -> Scene {
+    scene_on(spawn_app().await, json!(3), "year").await
+}
+
+impl Scene {
+    async fn qr(&self) -> String {
+        let (status, body) = json(self.app.get_as("/api/v1/me/card/qr", &self.holder.talent.access).await).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn verify_as(&self, app: &TestApp, staff: &Tokens, qr: &str) -> reqwest::Response {
+        app.post_as("/api/v1/merchant/verify", &staff.access, &json!({"qr": qr})).await
+    }
+
+    async fn visit(&self) -> (Uuid, Value) {
+        let (status, body) = json(self.verify_as(&self.app, &self.staff, &self.qr().await).await).await;
+        assert_eq!(status, 200, "{body}");
+        (body["visit_id"].as_str().unwrap().parse().unwrap(), body)
+    }
+
+    fn redeem_as(&self, app: &TestApp, staff: &Tokens, visit: Uuid, benefit: Uuid, key: &str) -> impl Future<Output = reqwest::Response> + use<> {
+        let req = app
+            .auth(Method::POST, "/api/v1/merchant/redemptions", &staff.access)
+            .header("idempotency-key", key)
+            .json(&json!({"visit_id": visit, "benefit_id": benefit}));
+        async move { req.send().await.unwrap() }
+    }
+
+    async fn used(&self) -> i64 {
+        redemption::Entity::find()
+            .filter(redemption::Column::CardId.eq(self.holder.card_id))
+            .filter(redemption::Column::Status.eq("completed"))
+            .count(&self.app.state.db)
+            .await
+            .unwrap() as i64
+    }
+}
+
+#[tokio::test]
+async fn scan_verify_redeem_and_a_replayed_qr_is_refused() {
+    let s = scene().await;
+    let qr = s.qr().await;
+    assert!(qr.starts_with("ZG:") && qr.len() <= 150, "{qr}");
+    let (status, verified) = json(s.verify_as(&s.app, &s.staff, &qr).await).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["card"]["holder"], "张*明");
+    assert_eq!(verified["card"]["card_no"], s.holder.card_no.as_str());
+    assert!(!verified.to_string().contains(&id_number(50)));
+    assert_eq!(verified["benefits"][0]["benefit"]["id"], s.benefit.to_string());
+    assert_eq!(verified["benefits"][0]["remaining"], 3);
+    assert!(verified["benefits"][0]["resets_at"].as_str().unwrap().ends_with("T16:00:00Z"));
+
+    let visit: Uuid = verified["visit_id"].as_str().unwrap().parse().unwrap();
+    let (status, r) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "k1").await).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!((r["status"].as_str(), r["card_no"].as_str()), (Some("completed"), Some(s.holder.card_no.as_str())));
+    assert_problem(s.verify_as(&s.app, &s.staff, &qr).await, 409, "qr_replayed").await;
+    let (_, again) = s.visit().await;
+    assert_eq!(again["benefits"][0]["remaining"], 2);
+
+    let (_, mine) = json(s.app.get_as("/api/v1/me/benefits", &s.holder.talent.access).await).await;
+    assert_eq!(mine["items"][0]["remaining"], 2);
+    let (_, history) = json(s.app.get_as("/api/v1/me/redemptions", &s.holder.talent.access).await).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 1);
+    let (_, stats) = json(s.app.get_as("/api/v1/merchant/stats", &s.staff.access).await).await;
+    assert_eq!(stats["today"][0]["count"], 1);
+    assert_eq!(stats["this_month"][0]["benefit_id"], s.benefit.to_string());
+}
+
+#[tokio::test]
+async fn fifty_concurrent_redemptions_of_a_quota_of_three_succeed_three_times() {
+    let s = scene().await;
+    // Two instances behind a "load balancer" when the backends are shared (PostgreSQL or
+    // the SQLite file, and Redis when configured).
+    let sibling = s.app.sibling().await;
+    let (visit, _) = s.visit().await;
+    let attempts = (0..50).map(|i| {
+        let app = if i % 2 == 0 { &s.app } else { &sibling };
+        s.redeem_as(app, &s.staff, visit, s.benefit, &format!("attempt-{i}"))
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let mut created = 0;
+    let mut exhausted = 0;
+    for r in results {
+        match r.status().as_u16() {
+            201 => created += 1,
+            409 => {
+                assert_eq!(json(r).await.1["code"], "quota_exhausted");
+                exhausted += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    assert_eq!((created, exhausted), (3, 47));
+    assert_eq!(s.used().await, 3);
+    let counter = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).one(&s.app.state.db).await.unwrap().unwrap();
+    assert_eq!(counter.used, 3);
+}
+
+#[tokio::test]
+async fn the_same_qr_verified_concurrently_on_two_instances_opens_one_visit() {
+    let s = scene().await;
+    let sibling = s.app.sibling().await;
+    let qr = s.qr().await;
+    let results = futures_util::future::join_all((0..10).map(|i| s.verify_as(if i % 2 == 0 { &s.app } else { &sibling }, &s.staff, &qr))).await;
+    let ok = results.iter().filter(|r| r.status() == 200).count();
+    assert_eq!(ok, 1);
+    for r in results.into_iter().filter(|r| r.status() != 200) {
+        assert_problem(r, 409, "qr_replayed").await;
+    }
+}
+
+#[tokio::test]
+async fn windows_tampering_keys_and_card_state() {
+    let (settings, db) = test_settings().await;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00+08:00").unwrap().to_utc();
+    let clock = Clock::manual(start);
+    let s = scene_on(spawn_with_settings(settings, db, clock.clone()).await, json!(3), "year").await;
+
+    // One window old: accepted. Two windows old: expired.
+    let qr = s.qr().await;
+    clock.advance(Duration::seconds(30));
+    assert_eq!(s.verify_as(&s.app, &s.staff, &qr).await.status(), 200);
+    let qr = s.qr().await;
+    clock.advance(Duration::seconds(60));
+    assert_problem(s.verify_as(&s.app, &s.staff, &qr).await, 410, "qr_expired").await;
+
+    // A flipped bit.
+    let qr = s.qr().await;
+    let mut bytes = base45::decode(&qr[3..]).unwrap();
+    bytes[7] ^= 0x01;
+    assert_problem(s.verify_as(&s.app, &s.staff, &format!("ZG:{}", base45::encode(&bytes))).await, 400, "qr_invalid").await;
+    // Signed by a key the service does not know.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let forged = zhuge_card::cards::qr::mint([0xde, 0xad, 0xbe, 0xef], &stranger, s.holder.card_id, clock.now());
+    assert_problem(s.verify_as(&s.app, &s.staff, &forged).await, 400, "qr_invalid").await;
+    assert_problem(s.verify_as(&s.app, &s.staff, "not a token").await, 400, "qr_invalid").await;
+
+    // Suspended after the token was issued.
+    let qr = s.qr().await;
+    let reviewer = s.app.admin(Role::Reviewer).await;
+    s.app.post_as(&format!("/api/v1/admin/cards/{}/suspend", s.holder.card_id), &reviewer.access, &json!({"reason": "核查"})).await;
+    assert_problem(s.verify_as(&s.app, &s.staff, &qr).await, 409, "card_suspended").await;
+    assert_problem(s.app.get_as("/api/v1/me/card/qr", &s.holder.talent.access).await, 409, "card_suspended").await;
+    // The offline feed carries the change.
+    let (_, feed) = json(s.app.get("/api/v1/cards/revocations?since=0").await).await;
+    assert_eq!(feed["items"][0]["card_ref"], s.holder.card_id.to_string());
+    assert_eq!(feed["items"][0]["status"], "suspended");
+    let since = feed["next_since"].as_i64().unwrap();
+    let (_, empty) = json(s.app.get(&format!("/api/v1/cards/revocations?since={since}")).await).await;
+    assert!(empty["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_verifying_its_tokens_and_both_are_published() {
+    let s = scene().await;
+    let before = s.qr().await;
+    let root = s.app.admin(Role::SuperAdmin).await;
+    let (status, rotated) = json(s.app.post_as("/api/v1/admin/keys/rotate", &root.access, &json!({})).await).await;
+    assert_eq!(status, 200);
+    let (_, jwks) = json(s.app.get("/.well-known/jwks.json").await).await;
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    assert!(kids.contains(&rotated["kid"].as_str().unwrap()));
+    assert_eq!((jwks["keys"][0]["kty"].as_str(), jwks["keys"][0]["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(s.verify_as(&s.app, &s.staff, &before).await.status(), 200);
+    let after = s.qr().await;
+    assert_eq!(&hex::encode(&base45::decode(&after[3..]).unwrap()[1..5]), rotated["kid"].as_str().unwrap());
+    assert_eq!(s.verify_as(&s.app, &s.staff, &after).await.status(), 200);
+    assert_problem(s.app.post_as("/api/v1/admin/keys/rotate", &s.operator.access, &json!({})).await, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn staff_of_one_partner_never_touch_another_partners_redemptions() {
+    let s = scene().await;
+    let (visit, _) = s.visit().await;
+    assert_problem(s.redeem_as(&s.app, &s.other_staff, visit, s.benefit, "x1").await, 403, "forbidden").await;
+    let (_, r) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "x2").await).await;
+    let id = r["id"].as_str().unwrap();
+    assert_problem(s.app.post_as(&format!("/api/v1/merchant/redemptions/{id}/void"), &s.other_staff.access, &json!({"reason": "误操作"})).await, 403, "forbidden").await;
+    let (_, theirs) = json(s.app.get_as("/api/v1/merchant/redemptions", &s.other_staff.access).await).await;
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+    let (_, ours) = json(s.app.get_as("/api/v1/merchant/redemptions", &s.staff.access).await).await;
+    assert_eq!(ours["items"][0]["id"], id);
+    // A visit opened by the other partner cannot be used for this partner's benefit either.
+    let (status, v) = json(s.verify_as(&s.app, &s.other_staff, &s.qr().await).await).await;
+    assert_eq!(status, 200);
+    assert!(v["benefits"].as_array().unwrap().is_empty(), "the other partner offers nothing: {v}");
+    let their_visit: Uuid = v["visit_id"].as_str().unwrap().parse().unwrap();
+    assert_problem(s.redeem_as(&s.app, &s.other_staff, their_visit, s.benefit, "x3").await, 403, "forbidden").await;
+    assert_eq!(s.used().await, 1);
+    let talent = &s.holder.talent;
+    assert_problem(s.app.post_as("/api/v1/merchant/verify", &talent.access, &json!({"qr": "x"})).await, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn a_yearly_benefit_resets_at_midnight_beijing_time() {
+    let (settings, db) = test_settings().await;
+    let clock = Clock::manual(chrono::DateTime::parse_from_rfc3339("2026-12-31T23:59:00+08:00").unwrap().to_utc());
+    let s = scene_on(spawn_with_settings(settings, db, clock.clone()).await, json!(1), "year").await;
+    clock.set(chrono::DateTime::parse_from_rfc3339("2026-12-31T23:59:59+08:00").unwrap().to_utc());
+    let (visit, _) = s.visit().await;
+    assert_eq!(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "y1").await.status(), 201);
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "y2").await, 409, "quota_exhausted").await;
+    clock.set(chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00+08:00").unwrap().to_utc());
+    let (visit, body) = s.visit().await;
+    assert_eq!(body["benefits"][0]["remaining"], 1);
+    assert_eq!(body["benefits"][0]["resets_at"], "2027-12-31T16:00:00Z");
+    assert_eq!(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "y3").await.status(), 201);
+}
+
+#[tokio::test]
+async fn a_void_restores_one_use_once_and_only_within_the_window() {
+    let (settings, db) = test_settings().await;
+    let clock = Clock::manual(chrono::DateTime::parse_from_rfc3339("2026-06-01T09:00:00+08:00").unwrap().to_utc());
+    let s = scene_on(spawn_with_settings(settings, db, clock.clone()).await, json!(2), "month").await;
+    let (visit, _) = s.visit().await;
+    let (_, first) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v1").await).await;
+    let (_, second) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v2").await).await;
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v3").await, 409, "quota_exhausted").await;
+    let void = |id: &Value| s.app.post_as(&format!("/api/v1/merchant/redemptions/{}/void", id.as_str().unwrap()), &s.staff.access, &json!({"reason": "顾客取消"}));
+    let (status, voided) = json(void(&first["id"]).await).await;
+    assert_eq!((status, voided["status"].as_str(), voided["void_reason"].as_str()), (200, Some("voided"), Some("顾客取消")));
+    assert_problem(void(&first["id"]).await, 409, "already_voided").await;
+    let (_, v) = s.visit().await;
+    assert_eq!(v["benefits"][0]["remaining"], 1);
+    assert_eq!(s.used().await, 1);
+    clock.advance(Duration::hours(25));
+    // The staff member's session lives on; the 15-minute access token does not.
+    let fresh = s.staff.renewed(&s.app, Role::MerchantStaff);
+    let late = s.app.post_as(&format!("/api/v1/merchant/redemptions/{}/void", second["id"].as_str().unwrap()), &fresh, &json!({"reason": "顾客取消"}));
+    assert_problem(late.await, 409, "void_window_passed").await;
+    assert_eq!(s.used().await, 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_and_require() {
+    let s = scene().await;
+    let (visit, _) = s.visit().await;
+    let first = s.redeem_as(&s.app, &s.staff, visit, s.benefit, "same-key").await;
+    let (status, body) = (first.status(), first.bytes().await.unwrap());
+    assert_eq!(status, 201);
+    let replay = s.redeem_as(&s.app, &s.staff, visit, s.benefit, "same-key").await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(replay.bytes().await.unwrap(), body);
+    assert_eq!(s.used().await, 1);
+
+    let other_benefit = s.app.create_benefit(&s.operator.access, s.partner, benefit_body("体检")).await;
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, other_benefit, "same-key").await, 422, "idempotency_key_reused").await;
+    let res = s.app.post_as("/api/v1/merchant/redemptions", &s.staff.access, &json!({"visit_id": visit, "benefit_id": s.benefit})).await;
+    assert_problem(res, 400, "idempotency_key_required").await;
+    let long = "k".repeat(256);
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, &long).await, 400, "idempotency_key_required").await;
+
+    // An error is replayed too: the same key does not run again.
+    for i in 0..2 {
+        s.redeem_as(&s.app, &s.staff, visit, s.benefit, &format!("fill-{i}")).await;
+    }
+    let refused = s.redeem_as(&s.app, &s.staff, visit, s.benefit, "late").await;
+    assert_eq!(refused.status(), 409);
+    let refused_body = refused.bytes().await.unwrap();
+    let again = s.redeem_as(&s.app, &s.staff, visit, s.benefit, "late").await;
+    assert_eq!((again.status().as_u16(), again.bytes().await.unwrap()), (409, refused_body));
+    assert_eq!(s.used().await, 3);
+}
+
+#[tokio::test]
+async fn qr_images_are_real_images_of_a_small_code() {
+    let s = scene().await;
+    let png = s.app.get_as("/api/v1/me/card/qr.png", &s.holder.talent.access).await;
+    assert_eq!(png.headers().get("content-type").unwrap(), "image/png");
+    assert!(png.bytes().await.unwrap().starts_with(&[0x89, b'P', b'N', b'G']));
+    let svg = s.app.get_as("/api/v1/me/card/qr.svg", &s.holder.talent.access).await;
+    assert_eq!(svg.headers().get("content-type").unwrap(), "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+    let version = zhuge_card::redemption::render::version(&s.qr().await).unwrap();
+    assert!(version <= 7, "QR version {version}");
+    let (_, qr) = json(s.app.get_as("/api/v1/me/card/qr", &s.holder.talent.access).await).await;
+    assert!((1..=30).contains(&qr["refresh_in"].as_i64().unwrap()));
+    let talentless = s.app.talent("nocard").await;
+    assert_problem(s.app.get_as("/api/v1/me/card/qr", &talentless.access).await, 404, "no_card").await;
+}
