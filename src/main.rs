@@ -39,7 +39,14 @@ enum Command {
         /// Directory for the SQLite database and uploads (overrides ZHUGE_DATA_DIR).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Seed demo data and play WeChat's servers locally (refused in production).
+        #[arg(long)]
+        demo: bool,
     },
+    /// Seed the demo data (partners, benefits, accounts, a talent with a card) and exit.
+    SeedDemo,
+    /// Create a new QR signing key; the old one keeps verifying until its tokens expire.
+    RotateKeys,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Create an admin account (reads the password from standard input).
@@ -81,7 +88,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve { listen: None, data_dir: None });
+    let command = cli.command.unwrap_or(Command::Serve { listen: None, data_dir: None, demo: false });
     if let Command::Openapi { output } = &command {
         let json = startup::openapi_json();
         if output.as_os_str() == "-" {
@@ -96,14 +103,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(settings.log_format());
     match command {
-        Command::Serve { listen, data_dir } => {
+        Command::Serve { listen, data_dir, demo } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
             }
             if let Some(dir) = data_dir {
                 settings.data_dir = dir;
             }
+            if demo {
+                settings.demo = true;
+                let mut local = settings.listen;
+                if local.ip().is_unspecified() {
+                    local.set_ip([127, 0, 0, 1].into());
+                }
+                settings.wechat.base_url = format!("http://{local}/_wechat");
+                settings.wechat.appid = zhuge_card::demo::APPID.into();
+                settings.wechat.secret = Some(zhuge_card::demo::SECRET.into());
+            }
             let app = Application::build(settings).await?;
+            if demo {
+                zhuge_card::demo::seed(app.state()).await?;
+                let s = &app.state().settings;
+                println!("{}", zhuge_card::demo::banner(&format!("http://{}:{}", s.listen.ip(), app.port())));
+            }
             let s = &app.state().settings;
             tracing::info!(
                 listen = %s.listen,
@@ -133,6 +155,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(view) => println!("created {} {} ({})", view.role, view.username.unwrap_or_default(), view.id),
                 Err(e) => anyhow::bail!("{}", describe(&e)),
             }
+        }
+        Command::SeedDemo => {
+            settings.demo = true;
+            settings.check_profile()?;
+            let state = AppState::build(settings, Clock::system()).await?;
+            zhuge_card::demo::seed(&state).await?;
+            println!("demo data seeded");
+        }
+        Command::RotateKeys => {
+            settings.check_profile()?;
+            let state = AppState::build(settings, Clock::system()).await?;
+            let kid = zhuge_card::redemption::service::rotate_keys(&state, &Actor::cli()).await.map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+            println!("new signing key {kid}; the previous one stays published until its tokens expire");
         }
         Command::Openapi { .. } => {}
     }

@@ -110,6 +110,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let spec = openapi();
         let methods = web::Data::new(MethodTable::from_spec(&spec));
+        // Demo mode plays WeChat's servers on this same server.
+        let standin = settings.demo.then(|| crate::wechat::standin::StandIn::new(crate::demo::APPID, crate::demo::SECRET));
         let mut server = HttpServer::new(move || {
             // Runs once in each worker thread.
             let app_state = web::Data::new(AppState { cache: state.cache.for_this_thread(), ..state.clone() });
@@ -122,7 +124,13 @@ impl Application {
                 .app_data(web::PayloadConfig::new(app_state.settings.json_limit))
                 .configure(routes)
                 .split_for_parts();
+            let standin = standin.clone();
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
+                .configure(move |cfg| {
+                    if let Some(s) = standin {
+                        cfg.service(web::scope("/_wechat").configure(|c| s.configure(c)));
+                    }
+                })
                 .service(web::redirect("/docs", "/docs/"))
                 .app_data(methods.clone())
                 .default_service(web::to(unrouted))
@@ -137,6 +145,7 @@ impl Application {
         }
         if settings.outbox_worker {
             crate::outbox::spawn(shared.clone());
+            crate::redemption::service::spawn_maintenance(shared.clone());
         }
         Ok(Self { port, server: server.run(), state: shared })
     }

@@ -12,6 +12,10 @@ pub struct Model {
     pub staff_id: Uuid,
     pub visit_id: Uuid,
     pub period_key: String,
+    /// The card's tier at redemption time.
+    pub tier: String,
+    /// The Beijing calendar date, `YYYY-MM-DD`.
+    pub day: String,
     /// `completed` or `voided`.
     pub status: String,
     pub created_at: DateTimeUtc,

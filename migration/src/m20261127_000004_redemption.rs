@@ -39,6 +39,8 @@ enum Redemptions {
     StaffId,
     VisitId,
     PeriodKey,
+    Tier,
+    Day,
     Status,
     CreatedAt,
     VoidedAt,
@@ -118,6 +120,9 @@ impl MigrationTrait for Migration {
                 .col(uuid(Redemptions::StaffId))
                 .col(uuid(Redemptions::VisitId))
                 .col(string_len(Redemptions::PeriodKey, 16))
+                // The card's tier then, and the Beijing date: what statistics group by.
+                .col(string_len(Redemptions::Tier, 1))
+                .col(string_len(Redemptions::Day, 10))
                 .col(string_len(Redemptions::Status, 16))
                 .col(timestamp_with_time_zone(Redemptions::CreatedAt))
                 .col(timestamp_with_time_zone_null(Redemptions::VoidedAt))
@@ -129,6 +134,7 @@ impl MigrationTrait for Migration {
         index(m, "idx_redemptions_card", Redemptions::Table, vec![Redemptions::CardId.into_iden(), Redemptions::Id.into_iden()]).await?;
         index(m, "idx_redemptions_partner", Redemptions::Table, vec![Redemptions::PartnerId.into_iden(), Redemptions::Id.into_iden()]).await?;
         index(m, "idx_redemptions_benefit", Redemptions::Table, vec![Redemptions::BenefitId.into_iden(), Redemptions::CreatedAt.into_iden()]).await?;
+        index(m, "idx_redemptions_day", Redemptions::Table, vec![Redemptions::Day.into_iden()]).await?;
 
         m.create_table(
             Table::create()

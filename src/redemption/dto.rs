@@ -130,3 +130,31 @@ pub struct RevocationQuery {
     /// 1–1000, default 500.
     pub limit: Option<i64>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatRow {
+    /// Beijing date.
+    #[schema(example = "2026-11-27")]
+    pub day: String,
+    pub partner_id: Uuid,
+    pub benefit_id: Uuid,
+    #[schema(example = "B")]
+    pub tier: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminStats {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub rows: Vec<StatRow>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// First Beijing date (default: 30 days before `to`).
+    pub from: Option<chrono::NaiveDate>,
+    /// Last Beijing date (default: today). At most 92 days in all.
+    pub to: Option<chrono::NaiveDate>,
+}

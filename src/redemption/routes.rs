@@ -5,10 +5,10 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::dto::{BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery, VerifyRequest, VerifyView, VoidRequest};
+use super::dto::{AdminStats, StatsQuery, BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery, VerifyRequest, VerifyView, VoidRequest};
 use super::idempotency::{self, Begin};
 use super::{render, service};
-use crate::auth::{RequestMeta, Staff, SuperAdmin, Talent};
+use crate::auth::{AnyAdmin, RequestMeta, Staff, SuperAdmin, Talent};
 use crate::cards::keys::{self, Jwks};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ErrorCode, Lang, PROBLEM_JSON, ProblemBody};
@@ -27,7 +27,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(my_benefits)
         .service(my_redemptions)
         .service(revocations)
-        .service(rotate_keys);
+        .service(rotate_keys)
+        .service(admin_stats);
 }
 
 /// Routes outside `/api/v1`.
@@ -199,4 +200,35 @@ async fn rotate_keys(state: web::Data<AppState>, admin: SuperAdmin, meta: Reques
 async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
     let set = state.qr_keys.get(&state.db, &state.keyring, false).await?;
     Ok(web::Json(keys::jwks(&set, state.clock.now())))
+}
+
+/// Completed redemptions by day, partner, benefit and tier. `Accept: text/csv` gives CSV.
+#[utoipa::path(
+    tag = "admin cards",
+    params(StatsQuery),
+    security(("bearer" = [])),
+    responses((status = OK, body = AdminStats, description = "JSON, or CSV with `Accept: text/csv`"), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
+)]
+#[get("/admin/stats")]
+async fn admin_stats(state: web::Data<AppState>, _: AnyAdmin, req: HttpRequest, q: web::Query<StatsQuery>) -> Result<HttpResponse, ApiError> {
+    let today = state.clock.now().with_timezone(&crate::clock::BEIJING).date_naive();
+    let to = q.to.unwrap_or(today);
+    let from = q.from.unwrap_or(to - chrono::Duration::days(29));
+    if from > to || (to - from).num_days() > 91 {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "from",
+            "range",
+            crate::error::Text::new("日期范围须在 92 天以内且开始不晚于结束", "from must not be after to, and the range at most 92 days"),
+        )]));
+    }
+    let rows = service::admin_stats(&state, from, to).await?;
+    let wants_csv = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let mut csv = String::from("day,partner_id,benefit_id,tier,count\n");
+        for r in &rows {
+            csv.push_str(&format!("{},{},{},{},{}\n", r.day, r.partner_id, r.benefit_id, r.tier, r.count));
+        }
+        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv));
+    }
+    Ok(HttpResponse::Ok().json(AdminStats { from, to, rows }))
 }

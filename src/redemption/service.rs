@@ -164,6 +164,8 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
         staff_id: Set(staff.user_id),
         visit_id: Set(visit.id),
         period_key: Set(period_key),
+        tier: Set(card.tier.clone()),
+        day: Set(now.with_timezone(&BEIJING).format("%Y-%m-%d").to_string()),
         status: Set("completed".into()),
         created_at: Set(now),
         voided_at: Set(None),
@@ -331,4 +333,47 @@ pub async fn rotate_keys(state: &AppState, actor: &Actor) -> Result<String, ApiE
     audit::record(&txn, actor, Change { action: "keys.rotate", target_type: "signing_key", target_id: kid.clone(), before: None, after: None }, now).await?;
     txn.commit().await?;
     Ok(kid)
+}
+
+/// Completed redemptions between two Beijing dates, by day, partner, benefit and tier.
+pub async fn admin_stats(state: &AppState, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<super::dto::StatRow>, ApiError> {
+    let rows: Vec<(String, Uuid, Uuid, String, i64)> = redemption::Entity::find()
+        .select_only()
+        .column(redemption::Column::Day)
+        .column(redemption::Column::PartnerId)
+        .column(redemption::Column::BenefitId)
+        .column(redemption::Column::Tier)
+        .column_as(redemption::Column::Id.count(), "count")
+        .filter(redemption::Column::Status.eq("completed"))
+        .filter(redemption::Column::Day.gte(from.format("%Y-%m-%d").to_string()))
+        .filter(redemption::Column::Day.lte(to.format("%Y-%m-%d").to_string()))
+        .group_by(redemption::Column::Day)
+        .group_by(redemption::Column::PartnerId)
+        .group_by(redemption::Column::BenefitId)
+        .group_by(redemption::Column::Tier)
+        .order_by_asc(redemption::Column::Day)
+        .order_by_asc(redemption::Column::PartnerId)
+        .order_by_asc(redemption::Column::BenefitId)
+        .order_by_asc(redemption::Column::Tier)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    Ok(rows.into_iter().map(|(day, partner_id, benefit_id, tier, count)| super::dto::StatRow { day, partner_id, benefit_id, tier, count }).collect())
+}
+
+/// Housekeeping: forgets idempotency keys after their retention and old visits.
+pub fn spawn_maintenance(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            let now = state.clock.now();
+            if let Err(e) = super::idempotency::purge(&state.db, now).await {
+                tracing::warn!(error = %e, "idempotency purge failed");
+            }
+            let old = visit::Entity::delete_many().filter(visit::Column::CreatedAt.lt(now - Duration::days(30))).exec(&state.db).await;
+            if let Err(e) = old {
+                tracing::warn!(error = %e, "visit purge failed");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    });
 }

@@ -10,6 +10,7 @@ mod cache_contract;
 mod cards;
 mod catalogue;
 mod cli;
+mod demo;
 mod errors;
 mod openapi;
 mod privacy;
