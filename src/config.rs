@@ -54,6 +54,9 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Seconds a SIGTERM waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
+    /// Seconds a redemption's idempotency key stays claimed by a request that may have
+    /// died; after that a retry runs the request again.
+    pub idempotency_lease_secs: i64,
     /// Run the outbox worker in this process (notifications).
     pub outbox_worker: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
@@ -108,6 +111,7 @@ impl Default for Settings {
             json_limit: 64 * 1024,
             db_max_connections: 16,
             shutdown_timeout_secs: 30,
+            idempotency_lease_secs: 30,
             outbox_worker: true,
             trust_proxy: false,
             workers: None,

@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::db;
 
-const LEASE: Duration = Duration::seconds(30);
 /// Keys are kept at least this long.
 pub const KEEP: Duration = Duration::hours(48);
 
@@ -25,7 +24,7 @@ pub enum Begin {
     Mismatch,
 }
 
-pub async fn begin<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Begin, DbErr> {
+pub async fn begin<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, hash: &str, now: DateTime<Utc>, lease: Duration) -> Result<Begin, DbErr> {
     let claim = idempotency_key::ActiveModel {
         staff_id: Set(staff),
         key: Set(key.to_owned()),
@@ -33,7 +32,7 @@ pub async fn begin<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, hash: &st
         status: Set("in_flight".into()),
         response_status: Set(None),
         response_body: Set(None),
-        locked_until: Set(now + LEASE),
+        locked_until: Set(now + lease),
         created_at: Set(now),
     };
     match claim.insert(db).await {
@@ -56,7 +55,7 @@ pub async fn begin<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, hash: &st
     }
     // A claim whose holder died: take it over.
     let taken = idempotency_key::Entity::update_many()
-        .col_expr(idempotency_key::Column::LockedUntil, Expr::value(now + LEASE))
+        .col_expr(idempotency_key::Column::LockedUntil, Expr::value(now + lease))
         .filter(idempotency_key::Column::StaffId.eq(staff))
         .filter(idempotency_key::Column::Key.eq(key))
         .filter(idempotency_key::Column::Status.eq("in_flight"))

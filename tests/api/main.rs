@@ -10,6 +10,7 @@ mod cache_contract;
 mod cards;
 mod catalogue;
 mod cli;
+mod crash;
 mod demo;
 mod errors;
 mod openapi;

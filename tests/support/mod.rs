@@ -271,6 +271,14 @@ async fn postgres_template(admin: &str) -> String {
             for m in migration::Migrator::migrations() {
                 m.name().hash(&mut hasher);
             }
+            // A migration edited in place (before it was ever released) must not reuse a
+            // template built from its old text.
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migration/src");
+            let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for f in files {
+                std::fs::read(&f).unwrap().hash(&mut hasher);
+            }
             let hash = hasher.finish();
             let name = format!("zhuge_tpl_{hash:016x}");
             let conn = Database::connect(admin).await.expect("connect admin");
