@@ -21,3 +21,13 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Creates a plain (non-unique) index; every migration's indexes go through here.
+pub(crate) async fn index(m: &SchemaManager<'_>, name: &str, table: impl IntoIden, cols: Vec<DynIden>) -> Result<(), DbErr> {
+    let mut stmt = Index::create();
+    stmt.name(name).table(table);
+    for c in cols {
+        stmt.col(c);
+    }
+    m.create_index(stmt.to_owned()).await
+}

@@ -4,6 +4,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -147,10 +149,10 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_users_partner", Users::Table, &[Users::PartnerId.into_iden(), Users::Id.into_iden()]).await?;
-        index(m, "idx_users_role", Users::Table, &[Users::Role.into_iden(), Users::Id.into_iden()]).await?;
-        index(m, "idx_users_phone_hash", Users::Table, &[Users::PhoneHash.into_iden()]).await?;
-        index(m, "idx_users_unionid", Users::Table, &[Users::WechatUnionid.into_iden()]).await?;
+        index(m, "idx_users_partner", Users::Table, vec![Users::PartnerId.into_iden(), Users::Id.into_iden()]).await?;
+        index(m, "idx_users_role", Users::Table, vec![Users::Role.into_iden(), Users::Id.into_iden()]).await?;
+        index(m, "idx_users_phone_hash", Users::Table, vec![Users::PhoneHash.into_iden()]).await?;
+        index(m, "idx_users_unionid", Users::Table, vec![Users::WechatUnionid.into_iden()]).await?;
 
         m.create_table(
             Table::create()
@@ -173,7 +175,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_sessions_user", Sessions::Table, &[Sessions::UserId.into_iden()]).await?;
+        index(m, "idx_sessions_user", Sessions::Table, vec![Sessions::UserId.into_iden()]).await?;
 
         m.create_table(
             Table::create()
@@ -191,7 +193,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_refresh_tokens_session", RefreshTokens::Table, &[RefreshTokens::SessionId.into_iden()]).await?;
+        index(m, "idx_refresh_tokens_session", RefreshTokens::Table, vec![RefreshTokens::SessionId.into_iden()]).await?;
 
         m.create_table(
             Table::create()
@@ -213,9 +215,9 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_audit_target", AuditLog::Table, &[AuditLog::TargetType.into_iden(), AuditLog::TargetId.into_iden(), AuditLog::Seq.into_iden()]).await?;
-        index(m, "idx_audit_actor", AuditLog::Table, &[AuditLog::ActorId.into_iden(), AuditLog::Seq.into_iden()]).await?;
-        index(m, "idx_audit_action", AuditLog::Table, &[AuditLog::Action.into_iden(), AuditLog::Seq.into_iden()]).await?;
+        index(m, "idx_audit_target", AuditLog::Table, vec![AuditLog::TargetType.into_iden(), AuditLog::TargetId.into_iden(), AuditLog::Seq.into_iden()]).await?;
+        index(m, "idx_audit_actor", AuditLog::Table, vec![AuditLog::ActorId.into_iden(), AuditLog::Seq.into_iden()]).await?;
+        index(m, "idx_audit_action", AuditLog::Table, vec![AuditLog::Action.into_iden(), AuditLog::Seq.into_iden()]).await?;
 
         // One row: the chain's head. Writers lock it, which serialises appends.
         m.create_table(
@@ -239,11 +241,3 @@ impl MigrationTrait for Migration {
     }
 }
 
-async fn index(m: &SchemaManager<'_>, name: &str, table: impl IntoIden, cols: &[DynIden]) -> Result<(), DbErr> {
-    let mut stmt = Index::create();
-    stmt.name(name).table(table);
-    for c in cols {
-        stmt.col(c.clone());
-    }
-    m.create_index(stmt.to_owned()).await
-}

@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -64,20 +66,11 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        for (name, table, cols) in [
-            ("idx_benefits_partner", Benefits::Table.into_iden(), vec![Benefits::PartnerId.into_iden(), Benefits::Status.into_iden(), Benefits::Id.into_iden()]),
-            ("idx_benefits_status", Benefits::Table.into_iden(), vec![Benefits::Status.into_iden(), Benefits::Id.into_iden()]),
-            ("idx_partners_status", Partners::Table.into_iden(), vec![Partners::Status.into_iden(), Partners::Id.into_iden()]),
-            ("idx_partners_category", Partners::Table.into_iden(), vec![Partners::Status.into_iden(), Partners::Category.into_iden(), Partners::Id.into_iden()]),
-            ("idx_partners_district", Partners::Table.into_iden(), vec![Partners::Status.into_iden(), Partners::District.into_iden(), Partners::Id.into_iden()]),
-        ] {
-            let mut stmt = Index::create();
-            stmt.name(name).table(table);
-            for c in cols {
-                stmt.col(c);
-            }
-            m.create_index(stmt.to_owned()).await?;
-        }
+        index(m, "idx_benefits_partner", Benefits::Table, vec![Benefits::PartnerId.into_iden(), Benefits::Status.into_iden(), Benefits::Id.into_iden()]).await?;
+        index(m, "idx_benefits_status", Benefits::Table, vec![Benefits::Status.into_iden(), Benefits::Id.into_iden()]).await?;
+        index(m, "idx_partners_status", Partners::Table, vec![Partners::Status.into_iden(), Partners::Id.into_iden()]).await?;
+        index(m, "idx_partners_category", Partners::Table, vec![Partners::Status.into_iden(), Partners::Category.into_iden(), Partners::Id.into_iden()]).await?;
+        index(m, "idx_partners_district", Partners::Table, vec![Partners::Status.into_iden(), Partners::District.into_iden(), Partners::Id.into_iden()]).await?;
         Ok(())
     }
 }
