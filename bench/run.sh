@@ -30,6 +30,7 @@ BIN=target/release/zhuge-card
 psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 redis-cli --scan --pattern 'bench:*' | xargs -r redis-cli del >/dev/null
 
+export THREADS
 export DATABASE_URL="$PGURL/$DB" REDIS_URL=redis://127.0.0.1:6379 ZHUGE_CACHE_PREFIX=bench: \
   ZHUGE_LISTEN=127.0.0.1:$PORT ZHUGE_DATA_DIR=$(mktemp -d) RUST_LOG=${RUST_LOG:-warn}
 "$BIN" serve >bench/server.log 2>&1 &
@@ -40,8 +41,8 @@ curl -sf "$BASE/readyz" >/dev/null || { echo "bench: the service did not start";
 
 run() { # name script [wrk args...]
   local name=$1 script=$2; shift 2
-  # Warm up briefly, then measure.
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$script" "$@" "$BASE" >/dev/null 2>&1 || true
+  # Warm up briefly (unless the scenario's requests are single-use), then measure.
+  [ -n "${NO_WARMUP:-}" ] || wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$script" "$@" "$BASE" >/dev/null 2>&1 || true
   local line
   line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$@" "$BASE" | grep '^RESULT')
   echo "$name $line"
@@ -60,6 +61,7 @@ results=()
 results+=("$(run healthz bench/scenarios/healthz.lua)")
 for s in "${scenarios[@]}"; do
   WRK_ARGS=()
+  NO_WARMUP=
   if [ -f "bench/scenarios/$s.sh" ]; then
     # shellcheck source=/dev/null
     source "bench/scenarios/$s.sh"
