@@ -131,22 +131,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     }
     // The talent, as a first WeChat sign-in would have created them.
     let talent = user::ActiveModel {
-        id: sea_orm::ActiveValue::Set(uuid::Uuid::now_v7()),
-        role: sea_orm::ActiveValue::Set(Role::Talent.as_str().into()),
-        status: sea_orm::ActiveValue::Set("active".into()),
-        username: sea_orm::ActiveValue::Set(None),
-        password_hash: sea_orm::ActiveValue::Set(None),
-        must_change_password: sea_orm::ActiveValue::Set(false),
-        partner_id: sea_orm::ActiveValue::Set(None),
         wechat_openid: sea_orm::ActiveValue::Set(Some(format!("oid_{TALENT_CODE}"))),
-        wechat_unionid: sea_orm::ActiveValue::Set(None),
-        wechat_session_key_enc: sea_orm::ActiveValue::Set(None),
-        phone_enc: sea_orm::ActiveValue::Set(None),
-        phone_hash: sea_orm::ActiveValue::Set(None),
-        failed_logins: sea_orm::ActiveValue::Set(0),
-        locked_until: sea_orm::ActiveValue::Set(None),
-        created_at: sea_orm::ActiveValue::Set(now),
-        updated_at: sea_orm::ActiveValue::Set(now),
+        ..crate::accounts::service::new_row(Role::Talent, now)
     };
     let talent = sea_orm::ActiveModelTrait::insert(talent, &txn).await?;
     txn.commit().await?;

@@ -25,6 +25,29 @@ pub struct NewAccount<'a> {
     pub must_change_password: bool,
 }
 
+/// A new account row: active, no credentials, no WeChat or phone data. Callers set what
+/// their kind of account has.
+pub fn new_row(role: Role, now: DateTime<Utc>) -> user::ActiveModel {
+    user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        role: Set(role.as_str().into()),
+        status: Set(AccountStatus::Active.as_str().into()),
+        username: Set(None),
+        password_hash: Set(None),
+        must_change_password: Set(false),
+        partner_id: Set(None),
+        wechat_openid: Set(None),
+        wechat_unionid: Set(None),
+        wechat_session_key_enc: Set(None),
+        phone_enc: Set(None),
+        phone_hash: Set(None),
+        failed_logins: Set(0),
+        locked_until: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
 pub fn check_username(username: &str, errors: &mut Vec<FieldError>) {
     let u = normalise_username(username);
     let ok_chars = u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
@@ -47,22 +70,11 @@ pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<
     validate::check(errors)?;
     let hash = password::hash(new.password).await?;
     let account = user::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        role: Set(new.role.as_str().into()),
-        status: Set(AccountStatus::Active.as_str().into()),
         username: Set(Some(normalise_username(new.username))),
         password_hash: Set(Some(hash)),
         must_change_password: Set(new.must_change_password),
         partner_id: Set(new.partner_id),
-        wechat_openid: Set(None),
-        wechat_unionid: Set(None),
-        wechat_session_key_enc: Set(None),
-        phone_enc: Set(None),
-        phone_hash: Set(None),
-        failed_logins: Set(0),
-        locked_until: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
+        ..new_row(new.role, now)
     }
     .insert(txn)
     .await

@@ -8,7 +8,6 @@ use entity::{refresh_token, session, user};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
-use uuid::Uuid;
 
 use super::dto::{Me, TokenPair};
 use super::extract::RequestMeta;
@@ -17,6 +16,7 @@ use super::ratelimit;
 use super::roles::Role;
 use super::sessions::{self, Revoke, SessionInfo};
 use super::tokens::ACCESS_TTL_SECS;
+use crate::accounts;
 use crate::crypto::{self, mask};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
@@ -74,22 +74,10 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
         }
         None => {
             user::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                role: Set(Role::Talent.as_str().into()),
-                status: Set("active".into()),
-                username: Set(None),
-                password_hash: Set(None),
-                must_change_password: Set(false),
-                partner_id: Set(None),
                 wechat_openid: Set(Some(wx.openid.clone())),
                 wechat_unionid: Set(wx.unionid.clone()),
                 wechat_session_key_enc: Set(Some(session_key)),
-                phone_enc: Set(None),
-                phone_hash: Set(None),
-                failed_logins: Set(0),
-                locked_until: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
+                ..accounts::service::new_row(Role::Talent, now)
             }
             .insert(&txn)
             .await?

@@ -1,7 +1,6 @@
 //! Catalogue rules: partner and benefit validation, admin writes (audited, announced to
 //! every instance's list cache), and the public queries.
 
-use chrono::{DateTime, Utc};
 use entity::{benefit, partner};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, Func, Query};
@@ -215,10 +214,6 @@ pub async fn admin_partners(state: &AppState, q: &AdminPartnerQuery, page: &Page
     Ok(Page::from_rows(rows, limit, |p| p.id, |p| PartnerView::from(&p)))
 }
 
-fn benefit_model(b: &benefit::Model) -> BenefitView {
-    BenefitView::from(b)
-}
-
 pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, input: BenefitInput) -> Result<BenefitView, ApiError> {
     find_partner(&state.db, partner_id).await?;
     check_benefit(&input, None)?;
@@ -241,7 +236,7 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     };
     let txn = db::begin_write(&state.db).await?;
     let created = model.insert(&txn).await?;
-    let view = benefit_model(&created);
+    let view = BenefitView::from(&created);
     let change = Change { action: "benefit.create", target_type: "benefit", target_id: created.id.to_string(), before: None, after: Some(json!(view)) };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
@@ -261,7 +256,7 @@ pub async fn update_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let before = find_benefit(&txn, partner_id, id).await?;
-    let before_view = benefit_model(&before);
+    let before_view = BenefitView::from(&before);
     check_benefit(&input, Some(&before_view))?;
     let mut m = before.into_active_model();
     if let Some(v) = input.title {
@@ -299,7 +294,7 @@ pub async fn update_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     }
     m.updated_at = Set(now);
     let after = m.update(&txn).await?;
-    let view = benefit_model(&after);
+    let view = BenefitView::from(&after);
     let change = Change { action: "benefit.update", target_type: "benefit", target_id: id.to_string(), before: Some(json!(before_view)), after: Some(json!(view)) };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
@@ -308,7 +303,7 @@ pub async fn update_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
 }
 
 pub async fn admin_benefit(state: &AppState, partner_id: Uuid, id: Uuid) -> Result<BenefitView, ApiError> {
-    Ok(benefit_model(&find_benefit(&state.db, partner_id, id).await?))
+    Ok(BenefitView::from(&find_benefit(&state.db, partner_id, id).await?))
 }
 
 pub async fn admin_benefits(state: &AppState, partner_id: Uuid, page: &PageParams) -> Result<Page<BenefitView>, ApiError> {
@@ -319,7 +314,7 @@ pub async fn admin_benefits(state: &AppState, partner_id: Uuid, page: &PageParam
         select = select.filter(benefit::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(benefit::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |b| b.id, |b| benefit_model(&b)))
+    Ok(Page::from_rows(rows, limit, |b| b.id, |b| BenefitView::from(&b)))
 }
 
 // ---- public catalogue ------------------------------------------------------------------
@@ -473,7 +468,7 @@ pub async fn public_benefits(state: &AppState, partner: Option<Uuid>, q: &Benefi
         select = select.filter(benefit::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(benefit::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |b| b.id, |b| benefit_model(&b)))
+    Ok(Page::from_rows(rows, limit, |b| b.id, |b| BenefitView::from(&b)))
 }
 
 /// The benefits of a partner (any status), for verification and the talent's own view.
@@ -484,9 +479,5 @@ pub async fn benefits_of<C: ConnectionTrait>(db: &C, partner_id: Uuid) -> Result
         .order_by_asc(benefit::Column::Id)
         .all(db)
         .await?;
-    Ok(rows.iter().map(benefit_model).collect())
-}
-
-pub fn now_in_window(b: &BenefitView, at: DateTime<Utc>) -> bool {
-    b.valid_from <= at && b.valid_until.is_none_or(|u| at < u)
+    Ok(rows.iter().map(BenefitView::from).collect())
 }

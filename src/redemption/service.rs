@@ -24,7 +24,7 @@ use crate::auth::sessions::SessionInfo;
 use crate::cards::dto::{CardStatus, CardView};
 use crate::cards::qr::{self, QrError};
 use crate::cards::service::live_card_of;
-use crate::catalog::dto::{BenefitView, Status};
+use crate::catalog::dto::BenefitView;
 use crate::catalog::eligibility::eligible;
 use crate::catalog::service::benefits_of;
 use crate::classification::{Category, Tier};
@@ -193,6 +193,9 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
     if r.partner_id != partner_id {
         return Err(ApiError::new(ErrorCode::Forbidden));
     }
+    if r.status == "completed" && now - r.created_at > VOID_WINDOW {
+        return Err(ApiError::new(ErrorCode::VoidWindowPassed));
+    }
     let voided = redemption::Entity::update_many()
         .col_expr(redemption::Column::Status, Expr::value("voided"))
         .col_expr(redemption::Column::VoidedAt, Expr::value(Some(now)))
@@ -204,9 +207,6 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
         .await?;
     if voided.rows_affected != 1 {
         return Err(ApiError::new(ErrorCode::AlreadyVoided));
-    }
-    if now - r.created_at > VOID_WINDOW {
-        return Err(ApiError::new(ErrorCode::VoidWindowPassed));
     }
     quota_counter::Entity::update_many()
         .col_expr(quota_counter::Column::Used, Expr::col(quota_counter::Column::Used).sub(1))
@@ -275,7 +275,8 @@ pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> 
     let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
     let query = crate::catalog::dto::BenefitQuery { tier: Some(tier_of(&card)), category: Some(category_of(&card)), partner_category: None };
     let listed = crate::catalog::service::public_benefits(state, None, &query, page).await?;
-    let usable: Vec<BenefitView> = listed.items.into_iter().filter(|b| b.status == Status::Active && crate::catalog::service::now_in_window(b, now)).collect();
+    let (tier, category) = (tier_of(&card), category_of(&card));
+    let usable: Vec<BenefitView> = listed.items.into_iter().filter(|b| eligible(b, tier, category, now)).collect();
     Ok(Page { items: quota::uses(&state.db, card.id, usable, now).await?, next_cursor: listed.next_cursor })
 }
 
