@@ -28,10 +28,11 @@ cargo build --release --locked -q
 BIN=target/release/zhuge-card
 
 psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+[ -z "${ASYNC:-}" ] || psql "$PGURL/postgres" -qc "ALTER DATABASE $DB SET synchronous_commit=off"
 redis-cli --scan --pattern 'bench:*' | xargs -r redis-cli del >/dev/null
 
 export THREADS
-export DATABASE_URL="$PGURL/$DB" REDIS_URL=redis://127.0.0.1:6379 ZHUGE_CACHE_PREFIX=bench: \
+export DATABASE_URL="$PGURL/$DB${DB_PARAMS:-}" REDIS_URL=redis://127.0.0.1:6379 ZHUGE_CACHE_PREFIX=bench: \
   ZHUGE_LISTEN=127.0.0.1:$PORT ZHUGE_DATA_DIR=$(mktemp -d) RUST_LOG=${RUST_LOG:-warn}
 "$BIN" serve >bench/server.log 2>&1 &
 SERVER=$!

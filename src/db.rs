@@ -37,6 +37,28 @@ pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConn
     Database::connect(opts).await
 }
 
+/// The database handle for one HTTP worker thread. actix runs a runtime per worker, and a
+/// pooled PostgreSQL connection's socket belongs to the runtime that opened it: with one
+/// shared pool, most queries would be woken on another thread (two context switches each).
+/// So on PostgreSQL each worker gets its own lazily filled pool of `max_connections`.
+/// SQLite keeps the shared pool: its driver runs on threads of its own anyway.
+pub fn for_this_thread(shared: &DatabaseConnection, url: &str, max_connections: u32) -> DatabaseConnection {
+    use sea_orm::sqlx::ConnectOptions as _;
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    if shared.get_database_backend() != DbBackend::Postgres {
+        return shared.clone();
+    }
+    let Ok(options) = url.parse::<PgConnectOptions>() else {
+        return shared.clone();
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(options.disable_statement_logging());
+    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+}
+
 /// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start
 /// together (or a migration job racing a rollout) take turns.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, applications, audit, auth, cards, catalog, redemption, system, telemetry};
+use crate::{accounts, applications, audit, auth, cards, catalog, db, redemption, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -112,9 +112,15 @@ impl Application {
         let methods = web::Data::new(MethodTable::from_spec(&spec));
         // Demo mode plays WeChat's servers on this same server.
         let standin = settings.demo.then(|| crate::wechat::standin::StandIn::new(crate::demo::APPID, crate::demo::SECRET));
+        let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let per_worker_connections = settings.db_max_connections.div_ceil(u32::try_from(workers).unwrap_or(1).max(1));
         let mut server = HttpServer::new(move || {
             // Runs once in each worker thread.
-            let app_state = web::Data::new(AppState { cache: state.cache.for_this_thread(), ..state.clone() });
+            let app_state = web::Data::new(AppState {
+                cache: state.cache.for_this_thread(),
+                db: db::for_this_thread(&state.db, &state.settings.database_url(), per_worker_connections),
+                ..state.clone()
+            });
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(app_state.clone())

@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use crate::auth::tokens::TokenService;
 use crate::cache::{Cache, CacheMetrics, RedisCache};
 use crate::cards::keys::Keys;
-use crate::catalog::cache::ListCache;
+use crate::catalog::cache::CatalogCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keyring;
@@ -25,7 +25,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<TokenService>,
     pub wechat: Arc<WechatClient>,
-    pub catalog_cache: Arc<ListCache>,
+    pub catalog_cache: Arc<CatalogCache>,
     pub qr_keys: Arc<Keys>,
 }
 
@@ -50,7 +50,7 @@ impl AppState {
             keyring: Arc::new(keyring),
             tokens: Arc::new(tokens),
             wechat: Arc::new(wechat),
-            catalog_cache: Arc::new(ListCache::default()),
+            catalog_cache: Arc::new(CatalogCache::default()),
             qr_keys: Arc::new(Keys::default()),
         })
     }

@@ -1,15 +1,16 @@
-//! Caching of the public catalogue. Rendered list pages are kept in each instance's memory
-//! under a catalogue version that lives in the shared cache. Every admin write sets a new
+//! Caching of the public catalogue. Rendered list pages (and each partner's benefits, for
+//! verification) are kept in each instance's memory under a catalogue version that lives in the shared cache. Every admin write sets a new
 //! version, so the next request on every instance misses and reads the database. While
 //! the shared cache is unreachable nothing is served from memory, so a change is never
 //! hidden by an instance that missed the new version.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 
+use super::dto::BenefitView;
 use crate::cache::Cache;
 
 const VERSION_KEY: &str = "catalog:version";
@@ -19,21 +20,27 @@ const ENTRY_TTL: Duration = Duration::from_secs(60);
 /// Bounded memory: distinct queries (`near=` coordinates) are unbounded.
 const MAX_ENTRIES: usize = 20_000;
 
-#[derive(Default)]
-pub struct ListCache {
-    entries: Mutex<HashMap<String, (Instant, Bytes)>>,
+/// Values by key, each under the catalogue version it was read at (the key's prefix).
+pub struct ListCache<V = Bytes> {
+    entries: Mutex<HashMap<String, (Instant, V)>>,
 }
 
-impl ListCache {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (Instant, Bytes)>) -> T) -> T {
+impl<V> Default for ListCache<V> {
+    fn default() -> Self {
+        Self { entries: Mutex::default() }
+    }
+}
+
+impl<V: Clone> ListCache<V> {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, (Instant, V)>) -> T) -> T {
         f(&mut self.entries.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    pub fn get(&self, key: &str) -> Option<V> {
         self.with(|m| m.get(key).filter(|(at, _)| at.elapsed() < ENTRY_TTL).map(|(_, b)| b.clone()))
     }
 
-    pub fn put(&self, key: String, body: Bytes) {
+    pub fn put(&self, key: String, body: V) {
         self.with(|m| {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
@@ -44,6 +51,22 @@ impl ListCache {
 
     pub fn clear(&self) {
         self.with(HashMap::clear);
+    }
+}
+
+/// What one instance keeps of the catalogue.
+#[derive(Default)]
+pub struct CatalogCache {
+    /// Rendered public list pages.
+    pub pages: ListCache,
+    /// Each partner's active benefits, for verification.
+    pub benefits: ListCache<Arc<[BenefitView]>>,
+}
+
+impl CatalogCache {
+    pub fn clear(&self) {
+        self.pages.clear();
+        self.benefits.clear();
     }
 }
 
@@ -62,7 +85,7 @@ pub async fn version(cache: &Cache) -> Option<String> {
 }
 
 /// Announces a catalogue change to every instance.
-pub async fn bump(cache: &Cache, local: &ListCache) {
+pub async fn bump(cache: &Cache, local: &CatalogCache) {
     local.clear();
     let fresh = uuid::Uuid::now_v7().to_string();
     if cache.set(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_err() {

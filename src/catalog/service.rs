@@ -1,6 +1,8 @@
 //! Catalogue rules: partner and benefit validation, admin writes (audited, announced to
 //! every instance's list cache), and the public queries.
 
+use std::sync::Arc;
+
 use entity::{benefit, partner};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, Func, Query};
@@ -471,7 +473,21 @@ pub async fn public_benefits(state: &AppState, partner: Option<Uuid>, q: &Benefi
     Ok(Page::from_rows(rows, limit, |b| b.id, |b| BenefitView::from(&b)))
 }
 
-/// The benefits of a partner (any status), for verification and the talent's own view.
+/// A partner's active benefits as verification offers them: from this instance's memory
+/// while the catalogue version is unchanged (every scan at a desk needs them).
+pub async fn offered_by(state: &AppState, partner_id: Uuid) -> Result<Arc<[BenefitView]>, ApiError> {
+    let key = super::cache::version(&state.cache).await.map(|v| format!("{v}|{partner_id}"));
+    if let Some(hit) = key.as_deref().and_then(|k| state.catalog_cache.benefits.get(k)) {
+        return Ok(hit);
+    }
+    let fresh: Arc<[BenefitView]> = benefits_of(&state.db, partner_id).await?.into();
+    if let Some(key) = key {
+        state.catalog_cache.benefits.put(key, fresh.clone());
+    }
+    Ok(fresh)
+}
+
+/// The active benefits of a partner, for verification and the talent's own view.
 pub async fn benefits_of<C: ConnectionTrait>(db: &C, partner_id: Uuid) -> Result<Vec<BenefitView>, ApiError> {
     let rows = benefit::Entity::find()
         .filter(benefit::Column::PartnerId.eq(partner_id))

@@ -7,4 +7,5 @@ pub mod period;
 pub mod quota;
 pub mod render;
 pub mod routes;
+mod scan;
 pub mod service;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
 use super::period;
 use super::quota;
+use super::scan::{self, NewVisit, Scan};
 use crate::audit::{self, Actor, Change};
 use crate::auth::sessions::SessionInfo;
 use crate::cards::dto::{CardStatus, CardView};
@@ -26,7 +27,7 @@ use crate::cards::qr::{self, QrError};
 use crate::cards::service::live_card_of;
 use crate::catalog::dto::BenefitView;
 use crate::catalog::eligibility::eligible;
-use crate::catalog::service::benefits_of;
+use crate::catalog::service::offered_by;
 use crate::classification::{Category, Tier};
 use crate::clock::BEIJING;
 use crate::db;
@@ -88,25 +89,18 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
         QrError::Invalid => ApiError::new(ErrorCode::QrInvalid),
         QrError::Expired => ApiError::new(ErrorCode::QrExpired),
     })?;
-    let card = card::Entity::find_by_id(token.card).one(&state.db).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
+    let offered = offered_by(state, partner_id).await?;
+    let visit = NewVisit { id: Uuid::now_v7(), card_id: token.card, partner_id, staff_id: staff.user_id, nonce: qr::nonce_key(&token), now };
+    let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
     if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
         return Err(problem);
     }
-    let opened = visit::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        card_id: Set(card.id),
-        partner_id: Set(partner_id),
-        staff_id: Set(staff.user_id),
-        nonce: Set(qr::nonce_key(&token)),
-        created_at: Set(now),
-        expires_at: Set(now + VISIT_TTL),
+    if !opened {
+        return Err(ApiError::new(ErrorCode::QrReplayed));
     }
-    .insert(&state.db)
-    .await
-    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::QrReplayed) } else { e.into() })?;
     let (tier, category) = (tier_of(&card), category_of(&card));
-    let offered: Vec<BenefitView> = benefits_of(&state.db, partner_id).await?.into_iter().filter(|b| eligible(b, tier, category, now)).collect();
-    Ok(VerifyView { visit_id: opened.id, card: CardView::of(&card, now), benefits: quota::uses(&state.db, card.id, offered, now).await? })
+    let offered: Vec<BenefitView> = offered.iter().filter(|b| eligible(b, tier, category, now)).cloned().collect();
+    Ok(VerifyView { visit_id: visit.id, card: CardView::of(&card, now), benefits: quota::remaining(offered, &used, now) })
 }
 
 /// The redemption itself, in one transaction. Returns the view and the redemption row.

@@ -1,0 +1,128 @@
+//! What one verification reads and writes: the card, the visit that consumes the token's
+//! nonce, and the card's quota counters at the partner. Verification is the hottest path in
+//! the service (every scan at every desk), so on PostgreSQL all of it is one statement and
+//! one round trip; SQLite, in process, takes three cheap steps.
+//!
+//! The visit is opened only for a card that is active at `now`, the same rule as
+//! [`CardStatus::of`]; `visits.nonce` is unique, so a token opens at most one visit on any
+//! number of instances.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{benefit, card, quota_counter, visit};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, QueryTrait, Statement,
+};
+use uuid::Uuid;
+
+use super::service::VISIT_TTL;
+use crate::cards::dto::CardStatus;
+use crate::db;
+
+/// The visit a scan asks to open.
+pub struct NewVisit {
+    pub id: Uuid,
+    pub card_id: Uuid,
+    pub partner_id: Uuid,
+    pub staff_id: Uuid,
+    pub nonce: String,
+    pub now: DateTime<Utc>,
+}
+
+pub struct Scan {
+    pub card: card::Model,
+    /// Whether the visit was opened: `false` when the card is not active or the nonce was
+    /// consumed before.
+    pub opened: bool,
+    /// Uses counted, by benefit and period key, for the partner's benefits.
+    pub used: HashMap<(Uuid, String), i32>,
+}
+
+/// Runs the scan; `None` when there is no such card.
+pub async fn run(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => in_one_statement(db, v).await,
+        _ => step_by_step(db, v).await,
+    }
+}
+
+const SCAN_SQL: &str = r#"
+WITH c AS (SELECT * FROM cards WHERE id = $1),
+v AS (
+    INSERT INTO visits (id, card_id, partner_id, staff_id, nonce, created_at, expires_at)
+    SELECT $2, c.id, $3, $4, $5, $6, $7 FROM c WHERE c.status = 'active' AND c.valid_until > $6
+    ON CONFLICT (nonce) DO NOTHING
+    RETURNING id
+)
+SELECT c.*,
+    EXISTS (SELECT 1 FROM v) AS opened,
+    (SELECT coalesce(json_agg(json_build_array(q.benefit_id, q.period_key, q.used)), '[]'::json)
+       FROM quota_counters q
+      WHERE q.card_id = c.id AND q.benefit_id IN (SELECT b.id FROM benefits b WHERE b.partner_id = $3)) AS used
+FROM c"#;
+
+async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+    use sea_orm::ConnectionTrait;
+    let values = [
+        v.card_id.into(),
+        v.id.into(),
+        v.partner_id.into(),
+        v.staff_id.into(),
+        v.nonce.clone().into(),
+        v.now.into(),
+        (v.now + VISIT_TTL).into(),
+    ];
+    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SCAN_SQL, values)).await? else {
+        return Ok(None);
+    };
+    let card = card::Model::from_query_result(&row, "")?;
+    let opened: bool = row.try_get("", "opened")?;
+    let used: serde_json::Value = row.try_get("", "used")?;
+    let used = used
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let id = Uuid::parse_str(entry.get(0)?.as_str()?).ok()?;
+            let key = entry.get(1)?.as_str()?.to_owned();
+            let count = i32::try_from(entry.get(2)?.as_i64()?).ok()?;
+            Some(((id, key), count))
+        })
+        .collect();
+    Ok(Some(Scan { card, opened, used }))
+}
+
+async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+    let Some(card) = card::Entity::find_by_id(v.card_id).one(db).await? else {
+        return Ok(None);
+    };
+    let opened = CardStatus::of(&card, v.now) == CardStatus::Active
+        && match (visit::ActiveModel {
+            id: Set(v.id),
+            card_id: Set(v.card_id),
+            partner_id: Set(v.partner_id),
+            staff_id: Set(v.staff_id),
+            nonce: Set(v.nonce.clone()),
+            created_at: Set(v.now),
+            expires_at: Set(v.now + VISIT_TTL),
+        })
+        .insert(db)
+        .await
+        {
+            Ok(_) => true,
+            Err(e) if db::is_unique_violation(&e) => false,
+            Err(e) => return Err(e),
+        };
+    let partner_benefits = benefit::Entity::find().select_only().column(benefit::Column::Id).filter(benefit::Column::PartnerId.eq(v.partner_id));
+    let used = quota_counter::Entity::find()
+        .filter(quota_counter::Column::CardId.eq(v.card_id))
+        .filter(quota_counter::Column::BenefitId.in_subquery(partner_benefits.into_query()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| ((c.benefit_id, c.period_key), c.used))
+        .collect();
+    Ok(Some(Scan { card, opened, used }))
+}
