@@ -9,9 +9,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{benefit, card, quota_counter, redemption, visit};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
 };
 use sea_orm::ExprTrait;
 use uuid::Uuid;
@@ -107,53 +107,47 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
 pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: Uuid, benefit_id: Uuid) -> Result<RedemptionView, ApiError> {
     let partner_id = staff_partner(staff)?;
     let now = state.clock.now();
+    let offered = offered_by(state, partner_id).await?;
     let txn = db::begin_write(&state.db).await?;
-    let visit = visit::Entity::find_by_id(visit_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    let (visit, card) = visit_and_card(&txn, visit_id).await?.ok_or_else(ApiError::not_found)?;
     if visit.partner_id != partner_id {
         return Err(ApiError::new(ErrorCode::Forbidden));
     }
     if visit.expires_at <= now {
         return Err(ApiError::new(ErrorCode::VisitExpired));
     }
-    let b = benefit::Entity::find_by_id(benefit_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
-    if b.partner_id != partner_id {
-        return Err(ApiError::new(ErrorCode::Forbidden));
-    }
-    let card = card::Entity::find_by_id(visit.card_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    let Some(view) = offered.iter().find(|b| b.id == benefit_id).cloned() else {
+        return Err(not_offered(&txn, partner_id, benefit_id).await?);
+    };
     if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
         return Err(problem);
     }
-    let view = BenefitView::from(&b);
     if !eligible(&view, tier_of(&card), category_of(&card), now) {
         return Err(ApiError::new(ErrorCode::BenefitUnavailable));
     }
     let period_key = period::window(view.period, now).key;
     if let Some(quota) = view.quota {
-        quota_counter::Entity::insert(quota_counter::ActiveModel {
-            card_id: Set(card.id),
-            benefit_id: Set(b.id),
-            period_key: Set(period_key.clone()),
-            used: Set(0),
-        })
-        .on_conflict_do_nothing_on([quota_counter::Column::CardId, quota_counter::Column::BenefitId, quota_counter::Column::PeriodKey])
-        .exec(&txn)
-        .await?;
-        let taken = quota_counter::Entity::update_many()
-            .col_expr(quota_counter::Column::Used, Expr::col(quota_counter::Column::Used).add(1))
-            .filter(quota_counter::Column::CardId.eq(card.id))
-            .filter(quota_counter::Column::BenefitId.eq(b.id))
-            .filter(quota_counter::Column::PeriodKey.eq(period_key.as_str()))
-            .filter(quota_counter::Column::Used.lt(quota))
-            .exec(&txn)
+        // One statement takes a use: the first of the period creates the counter at 1, the
+        // others add one only while below the quota.
+        let counter = quota_counter::ActiveModel { card_id: Set(card.id), benefit_id: Set(view.id), period_key: Set(period_key.clone()), used: Set(1) };
+        let used = Expr::col((quota_counter::Entity, quota_counter::Column::Used));
+        let taken = quota_counter::Entity::insert(counter)
+            .on_conflict(
+                OnConflict::columns([quota_counter::Column::CardId, quota_counter::Column::BenefitId, quota_counter::Column::PeriodKey])
+                    .value(quota_counter::Column::Used, used.clone().add(1))
+                    .action_and_where(used.lt(quota))
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
             .await?;
-        if taken.rows_affected != 1 {
+        if quota < 1 || taken != 1 {
             return Err(ApiError::new(ErrorCode::QuotaExhausted));
         }
     }
     let row = redemption::ActiveModel {
         id: Set(Uuid::now_v7()),
         card_id: Set(card.id),
-        benefit_id: Set(b.id),
+        benefit_id: Set(view.id),
         partner_id: Set(partner_id),
         staff_id: Set(staff.user_id),
         visit_id: Set(visit.id),
@@ -172,6 +166,23 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
     super::idempotency::complete(&txn, staff.user_id, key, 201, &serde_json::to_string(&view)?).await?;
     txn.commit().await?;
     Ok(view)
+}
+
+/// A visit with its card, in one query.
+async fn visit_and_card<C: ConnectionTrait>(db: &C, visit_id: Uuid) -> Result<Option<(visit::Model, card::Model)>, sea_orm::DbErr> {
+    let to_card = visit::Entity::belongs_to(card::Entity).from(visit::Column::CardId).to(card::Column::Id).into();
+    let found = visit::Entity::find_by_id(visit_id).select_also(card::Entity).join(JoinType::InnerJoin, to_card).one(db).await?;
+    Ok(found.and_then(|(v, c)| Some((v, c?))))
+}
+
+/// Why a benefit is not among the partner's active ones: unknown, another partner's, or
+/// inactive.
+async fn not_offered<C: ConnectionTrait>(db: &C, partner_id: Uuid, benefit_id: Uuid) -> Result<ApiError, ApiError> {
+    Ok(match benefit::Entity::find_by_id(benefit_id).one(db).await? {
+        None => ApiError::not_found(),
+        Some(b) if b.partner_id != partner_id => ApiError::new(ErrorCode::Forbidden),
+        Some(_) => ApiError::new(ErrorCode::BenefitUnavailable),
+    })
 }
 
 /// Voids a redemption of the staff member's own partner, once, within the window; the use

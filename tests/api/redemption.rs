@@ -342,3 +342,25 @@ async fn admin_statistics_group_by_day_partner_benefit_and_tier_in_json_and_csv(
     assert_problem(s.app.get_as("/api/v1/admin/stats?from=2026-01-01&to=2026-12-31", &reviewer.access).await, 422, "validation_failed").await;
     assert_problem(s.app.get_as("/api/v1/admin/stats", &s.staff.access).await, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn a_benefit_withdrawn_after_the_scan_is_refused_and_an_unknown_one_is_not_found() {
+    let s = scene().await;
+    // The scan reads (and this instance keeps) the partner's benefits.
+    let (visit, verified) = s.visit().await;
+    assert_eq!(verified["benefits"][0]["benefit"]["id"], s.benefit.to_string());
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, Uuid::now_v7(), "w1").await, 404, "not_found").await;
+    let withdrawn = s
+        .app
+        .auth(Method::DELETE, &format!("/api/v1/admin/partners/{}/benefits/{}", s.partner, s.benefit), &s.operator.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "w2").await, 409, "benefit_unavailable").await;
+    assert_eq!(s.used().await, 0);
+    let counters = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
+    assert_eq!(counters, 0, "a refused redemption takes no use");
+    let (_, next) = s.visit().await;
+    assert!(next["benefits"].as_array().unwrap().is_empty(), "a withdrawn benefit is no longer offered: {next}");
+}
