@@ -82,6 +82,7 @@ pgbench_tps=
 if [ -n "$pgbench_wanted" ]; then
   psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS zhuge_pgbench WITH (FORCE)" -c "CREATE DATABASE zhuge_pgbench" >/dev/null 2>&1
   pgbench -q -i -s 10 "$PGURL/zhuge_pgbench" >/dev/null 2>&1
+  psql "$PGURL/postgres" -qc CHECKPOINT
   pgbench_tps=$(pgbench -c "$CONNECTIONS" -j "$THREADS" -T "${DURATION%s}" "$PGURL/zhuge_pgbench" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p')
 fi
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)

@@ -37,26 +37,32 @@ pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConn
     Database::connect(opts).await
 }
 
-/// The database handle for one HTTP worker thread. actix runs a runtime per worker, and a
-/// pooled PostgreSQL connection's socket belongs to the runtime that opened it: with one
-/// shared pool, most queries would be woken on another thread (two context switches each).
-/// So on PostgreSQL each worker gets its own lazily filled pool of `max_connections`.
-/// SQLite keeps the shared pool: its driver runs on threads of its own anyway.
-pub fn for_this_thread(shared: &DatabaseConnection, url: &str, max_connections: u32) -> DatabaseConnection {
+/// PostgreSQL pools for one HTTP worker thread: `(regular, relaxed)`, or `None` on SQLite,
+/// whose shared pool is used everywhere (its driver runs on threads of its own anyway).
+///
+/// actix runs a runtime per worker, and a pooled connection's socket belongs to the runtime
+/// that opened it: with one shared pool most queries would be woken on another thread (two
+/// context switches each). So each worker gets its own lazily filled pools.
+///
+/// The relaxed pool's commits do not wait for the WAL flush (`synchronous_commit=off`). It
+/// is only for writes that matter only if a later ordinary commit follows them, such as an
+/// idempotency claim before its redemption: PostgreSQL flushes the WAL in order, so that
+/// later commit makes them durable too, and if the server dies before it, nothing a client
+/// saw succeed is lost.
+pub fn pools_for_this_thread(url: &str, max_connections: u32) -> Option<(DatabaseConnection, DatabaseConnection)> {
     use sea_orm::sqlx::ConnectOptions as _;
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    if shared.get_database_backend() != DbBackend::Postgres {
-        return shared.clone();
-    }
-    let Ok(options) = url.parse::<PgConnectOptions>() else {
-        return shared.clone();
+    let options = url.parse::<PgConnectOptions>().ok()?.disable_statement_logging();
+    let pool = |options: PgConnectOptions, size: u32| {
+        let pool = PgPoolOptions::new()
+            .max_connections(size.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(options.disable_statement_logging());
-    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+    let relaxed = options.clone().options([("synchronous_commit", "off")]);
+    Some((pool(options, max_connections), pool(relaxed, max_connections.div_ceil(2))))
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, applications, audit, auth, cards, catalog, db, redemption, system, telemetry};
+use crate::{accounts, applications, audit, auth, cards, catalog, redemption, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -116,11 +116,7 @@ impl Application {
         let per_worker_connections = settings.db_max_connections.div_ceil(u32::try_from(workers).unwrap_or(1).max(1));
         let mut server = HttpServer::new(move || {
             // Runs once in each worker thread.
-            let app_state = web::Data::new(AppState {
-                cache: state.cache.for_this_thread(),
-                db: db::for_this_thread(&state.db, &state.settings.database_url(), per_worker_connections),
-                ..state.clone()
-            });
+            let app_state = web::Data::new(state.for_this_thread(per_worker_connections));
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(app_state.clone())

@@ -18,6 +18,8 @@ use crate::wechat::WechatClient;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Commits that need not wait for the disk; see [`db::pools_for_this_thread`].
+    pub db_relaxed: DatabaseConnection,
     pub cache: Cache,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -42,6 +44,7 @@ impl AppState {
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
         crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
         Ok(Self {
+            db_relaxed: db.clone(),
             db,
             cache,
             settings: Arc::new(settings),
@@ -53,6 +56,16 @@ impl AppState {
             catalog_cache: Arc::new(CatalogCache::default()),
             qr_keys: Arc::new(Keys::default()),
         })
+    }
+
+    /// This state with the worker thread's own connections (see [`db::pools_for_this_thread`]).
+    pub fn for_this_thread(&self, db_connections: u32) -> Self {
+        let (db, db_relaxed) = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => db::pools_for_this_thread(&self.settings.database_url(), db_connections),
+            _ => None,
+        }
+        .unwrap_or_else(|| (self.db.clone(), self.db_relaxed.clone()));
+        Self { db, db_relaxed, cache: self.cache.for_this_thread(), ..self.clone() }
     }
 }
 

@@ -86,7 +86,7 @@ async fn redeem(state: web::Data<AppState>, staff: Staff, req: HttpRequest, body
     let hash = sha256_hex(&serde_json::to_vec(&*body)?);
     let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
     let lease = chrono::Duration::seconds(state.settings.idempotency_lease_secs.max(1));
-    match idempotency::begin(&state.db, staff.user_id, &key, &hash, state.clock.now(), lease).await? {
+    match idempotency::begin(&state.db_relaxed, staff.user_id, &key, &hash, state.clock.now(), lease).await? {
         Begin::New => {}
         Begin::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);

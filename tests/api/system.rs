@@ -37,7 +37,7 @@ async fn readyz_reports_the_database_and_cache() {
 #[tokio::test]
 async fn readyz_is_503_when_the_database_is_gone() {
     let app = spawn_app().await;
-    app.state.db.clone().close().await.unwrap();
+    app.cut_off_database().await;
     let (status, body) = json(app.get("/readyz").await).await;
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");

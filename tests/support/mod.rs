@@ -147,6 +147,15 @@ impl TestApp {
         start(settings, None, self.state.clock.clone(), self.wechat.clone(), wechat_server).await
     }
 
+    /// Takes the database away from the running service (SQLite: its one shared pool is
+    /// closed; PostgreSQL: see [`TestDatabase::cut_off`]).
+    pub async fn cut_off_database(&self) {
+        self.state.db.clone().close().await.expect("close pool");
+        if let Some(db) = &self._db {
+            db.cut_off().await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -227,6 +236,18 @@ impl TestDatabase {
                 Self { url, dir, postgres: Some((admin, name)) }
             }
         }
+    }
+}
+
+impl TestDatabase {
+    /// Makes the database unreachable: on PostgreSQL no new connection is accepted and
+    /// every open one is ended (the service's pools, one per worker, all see it).
+    pub async fn cut_off(&self) {
+        let Some((admin, name)) = &self.postgres else { return };
+        let conn = Database::connect(admin).await.expect("connect admin");
+        conn.execute_unprepared(&format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false")).await.expect("disallow");
+        conn.execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await.expect("terminate");
+        drop(conn.close().await);
     }
 }
 
