@@ -7,11 +7,12 @@
 //!   quota`), so concurrent redemptions on any number of instances succeed exactly
 //!   `min(quota, attempts)` times.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, redemption, visit};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
+    JoinType, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use sea_orm::ExprTrait;
 use uuid::Uuid;
@@ -103,33 +104,39 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
     Ok(VerifyView { visit_id: visit.id, card: CardView::of(&card, now), benefits: quota::remaining(offered, &used, now) })
 }
 
-/// The redemption itself, in one transaction. Returns the view and the redemption row.
+/// A redemption that passed every check, ready to be written.
+struct Checked {
+    row: redemption::Model,
+    card_no: String,
+    quota: Option<i32>,
+}
+
+/// Takes one use and records the redemption, storing its response under the idempotency
+/// key in the same commit.
+///
+/// On PostgreSQL: one read, then one statement that does all three writes (atomic on its
+/// own, and the one round trip that waits for the disk). The checks read committed state,
+/// exactly as they would inside a READ COMMITTED transaction. SQLite: one transaction.
 pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: Uuid, benefit_id: Uuid) -> Result<RedemptionView, ApiError> {
     let partner_id = staff_partner(staff)?;
-    let now = state.clock.now();
+    // Stored with microseconds: the response shows what a later read shows.
+    let now = state.clock.now().trunc_subsecs(6);
     let offered = offered_by(state, partner_id).await?;
+    if state.db.get_database_backend() == DbBackend::Postgres {
+        let checked = check(&state.db, staff, &offered, visit_id, benefit_id, now).await?;
+        let view = RedemptionView::of(&checked.row, &checked.card_no);
+        if !record_in_one_statement(&state.db, &checked, key, &serde_json::to_string(&view)?).await? {
+            return Err(ApiError::new(ErrorCode::QuotaExhausted));
+        }
+        return Ok(view);
+    }
     let txn = db::begin_write(&state.db).await?;
-    let (visit, card) = visit_and_card(&txn, visit_id).await?.ok_or_else(ApiError::not_found)?;
-    if visit.partner_id != partner_id {
-        return Err(ApiError::new(ErrorCode::Forbidden));
-    }
-    if visit.expires_at <= now {
-        return Err(ApiError::new(ErrorCode::VisitExpired));
-    }
-    let Some(view) = offered.iter().find(|b| b.id == benefit_id).cloned() else {
-        return Err(not_offered(&txn, partner_id, benefit_id).await?);
-    };
-    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
-        return Err(problem);
-    }
-    if !eligible(&view, tier_of(&card), category_of(&card), now) {
-        return Err(ApiError::new(ErrorCode::BenefitUnavailable));
-    }
-    let period_key = period::window(view.period, now).key;
-    if let Some(quota) = view.quota {
+    let checked = check(&txn, staff, &offered, visit_id, benefit_id, now).await?;
+    if let Some(quota) = checked.quota {
+        let r = &checked.row;
         // One statement takes a use: the first of the period creates the counter at 1, the
         // others add one only while below the quota.
-        let counter = quota_counter::ActiveModel { card_id: Set(card.id), benefit_id: Set(view.id), period_key: Set(period_key.clone()), used: Set(1) };
+        let counter = quota_counter::ActiveModel { card_id: Set(r.card_id), benefit_id: Set(r.benefit_id), period_key: Set(r.period_key.clone()), used: Set(1) };
         let used = Expr::col((quota_counter::Entity, quota_counter::Column::Used));
         let taken = quota_counter::Entity::insert(counter)
             .on_conflict(
@@ -144,28 +151,99 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
             return Err(ApiError::new(ErrorCode::QuotaExhausted));
         }
     }
-    let row = redemption::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        card_id: Set(card.id),
-        benefit_id: Set(view.id),
-        partner_id: Set(partner_id),
-        staff_id: Set(staff.user_id),
-        visit_id: Set(visit.id),
-        period_key: Set(period_key),
-        tier: Set(card.tier.clone()),
-        day: Set(now.with_timezone(&BEIJING).format("%Y-%m-%d").to_string()),
-        status: Set("completed".into()),
-        created_at: Set(now),
-        voided_at: Set(None),
-        voided_by: Set(None),
-        void_reason: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    let view = RedemptionView::of(&row, &card.card_no);
+    let view = RedemptionView::of(&checked.row, &checked.card_no);
+    checked.row.into_active_model().reset_all().insert(&txn).await?;
     super::idempotency::complete(&txn, staff.user_id, key, 201, &serde_json::to_string(&view)?).await?;
     txn.commit().await?;
     Ok(view)
+}
+
+/// The visit (this partner's, still open), the benefit (offered by this partner, usable by
+/// the card) and the card (active).
+async fn check<C: ConnectionTrait>(
+    db: &C,
+    staff: &SessionInfo,
+    offered: &[BenefitView],
+    visit_id: Uuid,
+    benefit_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Checked, ApiError> {
+    let partner_id = staff_partner(staff)?;
+    let (visit, card) = visit_and_card(db, visit_id).await?.ok_or_else(ApiError::not_found)?;
+    if visit.partner_id != partner_id {
+        return Err(ApiError::new(ErrorCode::Forbidden));
+    }
+    if visit.expires_at <= now {
+        return Err(ApiError::new(ErrorCode::VisitExpired));
+    }
+    let Some(benefit) = offered.iter().find(|b| b.id == benefit_id) else {
+        return Err(not_offered(db, partner_id, benefit_id).await?);
+    };
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+        return Err(problem);
+    }
+    if !eligible(benefit, tier_of(&card), category_of(&card), now) {
+        return Err(ApiError::new(ErrorCode::BenefitUnavailable));
+    }
+    let row = redemption::Model {
+        id: Uuid::now_v7(),
+        card_id: card.id,
+        benefit_id: benefit.id,
+        partner_id,
+        staff_id: staff.user_id,
+        visit_id: visit.id,
+        period_key: period::window(benefit.period, now).key,
+        tier: card.tier,
+        day: now.with_timezone(&BEIJING).format("%Y-%m-%d").to_string(),
+        status: "completed".into(),
+        created_at: now,
+        voided_at: None,
+        voided_by: None,
+        void_reason: None,
+    };
+    Ok(Checked { row, card_no: card.card_no, quota: benefit.quota })
+}
+
+/// Takes the use (when the benefit has a quota), inserts the redemption and stores the
+/// response under the claimed key, all or nothing. `false`: the quota was used up.
+async fn record_in_one_statement(db: &DatabaseConnection, c: &Checked, key: &str, response: &str) -> Result<bool, ApiError> {
+    const SQL: &str = r#"
+WITH counted AS (
+    INSERT INTO quota_counters (card_id, benefit_id, period_key, used)
+    SELECT $1, $2, $3, 1 WHERE $4::integer IS NOT NULL AND $4::integer > 0
+    ON CONFLICT (card_id, benefit_id, period_key)
+    DO UPDATE SET used = quota_counters.used + 1 WHERE quota_counters.used < $4::integer
+    RETURNING 1
+), redeemed AS (
+    INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at)
+    SELECT $5, $1, $2, $6, $7, $8, $3, $9, $10, $11, $12
+    WHERE $4::integer IS NULL OR EXISTS (SELECT 1 FROM counted)
+    RETURNING 1
+), stored AS (
+    UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $13
+    WHERE staff_id = $7 AND key = $14 AND EXISTS (SELECT 1 FROM redeemed)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM redeemed) AS redeemed"#;
+    let r = &c.row;
+    let values = [
+        r.card_id.into(),
+        r.benefit_id.into(),
+        r.period_key.clone().into(),
+        c.quota.into(),
+        r.id.into(),
+        r.partner_id.into(),
+        r.staff_id.into(),
+        r.visit_id.into(),
+        r.tier.clone().into(),
+        r.day.clone().into(),
+        r.status.clone().into(),
+        r.created_at.into(),
+        response.to_owned().into(),
+        key.to_owned().into(),
+    ];
+    let row = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await?;
+    Ok(row.map(|row| row.try_get::<bool>("", "redeemed")).transpose()?.unwrap_or(false))
 }
 
 /// A visit with its card, in one query.

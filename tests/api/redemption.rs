@@ -364,3 +364,30 @@ async fn a_benefit_withdrawn_after_the_scan_is_refused_and_an_unknown_one_is_not
     let (_, next) = s.visit().await;
     assert!(next["benefits"].as_array().unwrap().is_empty(), "a withdrawn benefit is no longer offered: {next}");
 }
+
+#[tokio::test]
+async fn an_unlimited_benefit_is_redeemed_every_time_without_a_counter() {
+    let s = scene_on(spawn_app().await, Value::Null, "unlimited").await;
+    let (visit, verified) = s.visit().await;
+    assert_eq!(verified["benefits"][0]["remaining"], Value::Null);
+    let mut answered = Vec::new();
+    for key in ["u1", "u2", "u3"] {
+        let (status, body) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, key).await).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "completed");
+        answered.push(body);
+    }
+    // What the response said is what a later read shows.
+    let (_, listed) = json(s.app.get_as("/api/v1/merchant/redemptions", &s.staff.access).await).await;
+    for body in &answered {
+        let stored = listed["items"].as_array().unwrap().iter().find(|r| r["id"] == body["id"]).expect("listed");
+        assert_eq!(stored["created_at"], body["created_at"]);
+    }
+    assert_eq!(s.used().await, 3);
+    let counters = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
+    assert_eq!(counters, 0);
+    // A replayed key returns the first response and records nothing more.
+    let (status, again) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "u1").await).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.used().await, 3, "{again}");
+}
