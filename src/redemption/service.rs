@@ -123,7 +123,7 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
     let now = state.clock.now().trunc_subsecs(6);
     let offered = offered_by(state, partner_id).await?;
     if state.db.get_database_backend() == DbBackend::Postgres {
-        let checked = check(&state.db, staff, &offered, visit_id, benefit_id, now).await?;
+        let checked = check(&state.db, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
         let view = RedemptionView::of(&checked.row, &checked.card_no);
         if !record_in_one_statement(&state.db, &checked, key, &serde_json::to_string(&view)?).await? {
             return Err(ApiError::new(ErrorCode::QuotaExhausted));
@@ -131,7 +131,7 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
         return Ok(view);
     }
     let txn = db::begin_write(&state.db).await?;
-    let checked = check(&txn, staff, &offered, visit_id, benefit_id, now).await?;
+    let checked = check(&txn, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
     if let Some(quota) = checked.quota {
         let r = &checked.row;
         // One statement takes a use: the first of the period creates the counter at 1, the
@@ -163,12 +163,12 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
 async fn check<C: ConnectionTrait>(
     db: &C,
     staff: &SessionInfo,
+    partner_id: Uuid,
     offered: &[BenefitView],
     visit_id: Uuid,
     benefit_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Checked, ApiError> {
-    let partner_id = staff_partner(staff)?;
     let (visit, card) = visit_and_card(db, visit_id).await?.ok_or_else(ApiError::not_found)?;
     if visit.partner_id != partner_id {
         return Err(ApiError::new(ErrorCode::Forbidden));
