@@ -17,11 +17,14 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     connect_url(&url, settings.db_max_connections).await
 }
 
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(IDLE_TIMEOUT)
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         // WAL lets readers proceed during a write; writers queue on the busy timeout.
@@ -56,8 +59,8 @@ pub fn pools_for_this_thread(url: &str, max_connections: u32) -> Option<(Databas
     let pool = |options: PgConnectOptions, size: u32| {
         let pool = PgPoolOptions::new()
             .max_connections(size.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .idle_timeout(Duration::from_secs(300))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(IDLE_TIMEOUT)
             .connect_lazy_with(options);
         sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
     };

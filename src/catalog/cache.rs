@@ -1,8 +1,9 @@
-//! Caching of the public catalogue. Rendered list pages (and each partner's benefits, for
-//! verification) are kept in each instance's memory under a catalogue version that lives in the shared cache. Every admin write sets a new
-//! version, so the next request on every instance misses and reads the database. While
-//! the shared cache is unreachable nothing is served from memory, so a change is never
-//! hidden by an instance that missed the new version.
+//! Caching of the public catalogue. Rendered list pages, and each partner's benefits for
+//! verification, are kept in each instance's memory under a catalogue version that lives
+//! in the shared cache. Every admin write sets a new version, so the next request on every
+//! instance misses and reads the database. While the shared cache is unreachable nothing is
+//! served from memory, so a change is never hidden by an instance that missed the new
+//! version.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,11 +37,25 @@ impl<V: Clone> ListCache<V> {
         f(&mut self.entries.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub fn get(&self, key: &str) -> Option<V> {
+    /// The value kept under `key` at the current catalogue version; otherwise `build`'s,
+    /// kept for the next request. Builds every time while the version is unknown.
+    pub async fn through<E>(&self, shared: &Cache, key: &str, build: impl Future<Output = Result<V, E>>) -> Result<V, E> {
+        let versioned = version(shared).await.map(|v| format!("{v}|{key}"));
+        if let Some(hit) = versioned.as_deref().and_then(|k| self.get(k)) {
+            return Ok(hit);
+        }
+        let fresh = build.await?;
+        if let Some(k) = versioned {
+            self.put(k, fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
         self.with(|m| m.get(key).filter(|(at, _)| at.elapsed() < ENTRY_TTL).map(|(_, b)| b.clone()))
     }
 
-    pub fn put(&self, key: String, body: V) {
+    fn put(&self, key: String, body: V) {
         self.with(|m| {
             if m.len() >= MAX_ENTRIES {
                 m.clear();

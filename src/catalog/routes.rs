@@ -34,16 +34,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// Serves a public read from the instance's list cache while the catalogue version is
 /// unchanged; builds, stores and serves it otherwise.
 async fn cached<T: Serialize>(state: &AppState, req: &HttpRequest, build: impl Future<Output = Result<T, ApiError>>) -> Result<HttpResponse, ApiError> {
-    let version = super::cache::version(&state.cache).await;
-    let key = version.map(|v| format!("{v}|{}?{}", req.path(), req.query_string()));
-    if let Some(body) = key.as_deref().and_then(|k| state.catalog_cache.pages.get(k)) {
-        return Ok(json_bytes(body));
-    }
-    let body = Bytes::from(serde_json::to_vec(&build.await?).map_err(anyhow::Error::from)?);
-    if let Some(key) = key {
-        state.catalog_cache.pages.put(key, body.clone());
-    }
-    Ok(json_bytes(body))
+    let key = format!("{}?{}", req.path(), req.query_string());
+    let render = async { Ok::<_, ApiError>(Bytes::from(serde_json::to_vec(&build.await?).map_err(anyhow::Error::from)?)) };
+    Ok(json_bytes(state.catalog_cache.pages.through(&state.cache, &key, render).await?))
 }
 
 fn json_bytes(body: Bytes) -> HttpResponse {

@@ -476,15 +476,8 @@ pub async fn public_benefits(state: &AppState, partner: Option<Uuid>, q: &Benefi
 /// A partner's active benefits as verification offers them: from this instance's memory
 /// while the catalogue version is unchanged (every scan at a desk needs them).
 pub async fn offered_by(state: &AppState, partner_id: Uuid) -> Result<Arc<[BenefitView]>, ApiError> {
-    let key = super::cache::version(&state.cache).await.map(|v| format!("{v}|{partner_id}"));
-    if let Some(hit) = key.as_deref().and_then(|k| state.catalog_cache.benefits.get(k)) {
-        return Ok(hit);
-    }
-    let fresh: Arc<[BenefitView]> = benefits_of(&state.db, partner_id).await?.into();
-    if let Some(key) = key {
-        state.catalog_cache.benefits.put(key, fresh.clone());
-    }
-    Ok(fresh)
+    let read = async { benefits_of(&state.db, partner_id).await.map(Arc::from) };
+    state.catalog_cache.benefits.through(&state.cache, &partner_id.to_string(), read).await
 }
 
 /// The active benefits of a partner, for verification and the talent's own view.

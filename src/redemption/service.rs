@@ -2,10 +2,10 @@
 //!
 //! - A token's nonce is consumed by the visit it opens: `visits.nonce` is unique, so the
 //!   first verification anywhere wins and every replay is refused, whatever Redis is doing.
-//! - A redemption takes one use in one transaction: a per-card, per-benefit, per-period
-//!   counter is incremented only while it is below the quota (`UPDATE … WHERE used <
-//!   quota`), so concurrent redemptions on any number of instances succeed exactly
-//!   `min(quota, attempts)` times.
+//! - A redemption takes one use, records itself and stores its idempotent response in one
+//!   commit: a per-card, per-benefit, per-period counter is upserted only while it is
+//!   below the quota (`ON CONFLICT … DO UPDATE … WHERE used < quota`), so concurrent
+//!   redemptions on any number of instances succeed exactly `min(quota, attempts)` times.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, redemption, visit};

@@ -1,7 +1,7 @@
 //! The moment the product exists for: scan, verify, redeem exactly once.
 
 use chrono::Duration;
-use entity::{quota_counter, redemption};
+use entity::{card, quota_counter, redemption, visit};
 use reqwest::Method;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -390,4 +390,31 @@ async fn an_unlimited_benefit_is_redeemed_every_time_without_a_counter() {
     let (status, again) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "u1").await).await;
     assert_eq!(status, 201);
     assert_eq!(s.used().await, 3, "{again}");
+}
+
+#[tokio::test]
+async fn an_expired_or_revoked_card_fails_with_its_own_code_and_opens_no_visit() {
+    // The active-card rule is applied by the scan itself (in SQL on PostgreSQL); the codes
+    // come from the card's state. Both must agree, or a refused scan would leave a visit.
+    let s = scene().await;
+    let visits = || visit::Entity::find().filter(visit::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db);
+    let set = |column: card::Column, value: sea_orm::Value| {
+        card::Entity::update_many().col_expr(column, sea_orm::sea_query::Expr::value(value)).filter(card::Column::Id.eq(s.holder.card_id)).exec(&s.app.state.db)
+    };
+    let qr = s.qr().await;
+    set(card::Column::ValidUntil, chrono::Utc::now().checked_sub_signed(Duration::seconds(1)).unwrap().into()).await.unwrap();
+    assert_problem(s.verify_as(&s.app, &s.staff, &qr).await, 409, "card_expired").await;
+    assert_eq!(visits().await.unwrap(), 0);
+
+    set(card::Column::ValidUntil, chrono::Utc::now().checked_add_signed(Duration::days(365)).unwrap().into()).await.unwrap();
+    set(card::Column::Status, "revoked".into()).await.unwrap();
+    assert_problem(s.verify_as(&s.app, &s.staff, &qr).await, 409, "card_revoked").await;
+    assert_eq!(visits().await.unwrap(), 0);
+
+    // The same token, once the card is active again, opens its visit: refusals did not
+    // consume it.
+    set(card::Column::Status, "active".into()).await.unwrap();
+    let (status, body) = json(s.verify_as(&s.app, &s.staff, &qr).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(visits().await.unwrap(), 1);
 }
