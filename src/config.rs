@@ -154,9 +154,8 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        let figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
-            .merge(Env::prefixed("ZHUGE_").ignore(&["CONFIG"]).map(|key| {
+        let figment =
+            figment.merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"])).merge(Env::prefixed("ZHUGE_").ignore(&["CONFIG"]).map(|key| {
                 // ZHUGE_WECHAT_BASE_URL → wechat.base_url; ZHUGE_WECHAT__X works too.
                 let key = key.as_str().replace("__", ".");
                 match key.strip_prefix("wechat_") {

@@ -22,10 +22,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .idle_timeout(IDLE_TIMEOUT)
-        .sqlx_logging(false);
+    opts.connect_timeout(Duration::from_secs(5)).acquire_timeout(ACQUIRE_TIMEOUT).idle_timeout(IDLE_TIMEOUT).sqlx_logging(false);
     if url.starts_with("sqlite:") {
         // WAL lets readers proceed during a write; writers queue on the busy timeout.
         opts.max_connections(max_connections.clamp(1, 8)).map_sqlx_sqlite_opts(|o| {
@@ -77,7 +74,11 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     // Advisory locks belong to a connection: hold one connection for the lock.
     let mut lock = db.get_postgres_connection_pool().acquire().await.map_err(|e| DbErr::Custom(format!("acquire: {e}")))?;
     const KEY: i64 = 0x7a68_7567_655f_6d67; // "zhuge_mg"
-    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)").bind(KEY).execute(&mut *lock).await.map_err(|e| DbErr::Custom(format!("lock: {e}")))?;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(KEY)
+        .execute(&mut *lock)
+        .await
+        .map_err(|e| DbErr::Custom(format!("lock: {e}")))?;
     let result = Migrator::up(db, None).await;
     let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)").bind(KEY).execute(&mut *lock).await;
     if let Err(e) = unlocked {

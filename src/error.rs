@@ -49,9 +49,7 @@ impl Lang {
         for part in header.split(',') {
             let mut pieces = part.split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-                .unwrap_or(1.0);
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
             let lang = if tag == "en" || tag.starts_with("en-") {
                 Lang::En
             } else if tag == "zh" || tag.starts_with("zh-") || tag == "*" {
@@ -141,15 +139,13 @@ impl ErrorCode {
             TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            TokenInvalid | TokenExpired | SessionRevoked | InvalidCredentials | RefreshTokenInvalid
-            | RefreshTokenReused | WechatCodeInvalid => StatusCode::UNAUTHORIZED,
+            TokenInvalid | TokenExpired | SessionRevoked | InvalidCredentials | RefreshTokenInvalid | RefreshTokenReused
+            | WechatCodeInvalid => StatusCode::UNAUTHORIZED,
             AccountLocked => StatusCode::LOCKED,
             AccountDisabled | PasswordChangeRequired | WechatUserBlocked => StatusCode::FORBIDDEN,
             WechatRateLimited => StatusCode::TOO_MANY_REQUESTS,
             WechatBusy | WechatUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            UsernameTaken | ApplicationOpen | ApplicationDecided | IdNumberHasCard | CardExists | CardStateConflict => {
-                StatusCode::CONFLICT
-            }
+            UsernameTaken | ApplicationOpen | ApplicationDecided | IdNumberHasCard | CardExists | CardStateConflict => StatusCode::CONFLICT,
             NoCard => StatusCode::NOT_FOUND,
             QrInvalid | IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             QrExpired | VisitExpired => StatusCode::GONE,
@@ -448,10 +444,7 @@ impl Problem {
             detail: self.detail.get(lang),
             code: self.code,
             errors: (!self.errors.is_empty()).then(|| {
-                self.errors
-                    .iter()
-                    .map(|e| FieldErrorBody { field: &e.field, code: e.code, message: e.message.get(lang) })
-                    .collect()
+                self.errors.iter().map(|e| FieldErrorBody { field: &e.field, code: e.code, message: e.message.get(lang) }).collect()
             }),
         }
     }
@@ -463,9 +456,7 @@ impl Problem {
 
     pub fn response(self, lang: Lang) -> HttpResponse {
         let body = self.to_json(lang);
-        let mut res = HttpResponse::build(self.status)
-            .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
-            .body(body);
+        let mut res = HttpResponse::build(self.status).insert_header((header::CONTENT_TYPE, PROBLEM_JSON)).body(body);
         res.extensions_mut().insert(self);
         res
     }

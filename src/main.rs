@@ -3,12 +3,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use zhuge_card::config::Settings;
-use zhuge_card::startup::{self, Application};
 use zhuge_card::audit::Actor;
 use zhuge_card::auth::Role;
 use zhuge_card::clock::Clock;
+use zhuge_card::config::Settings;
 use zhuge_card::error::{ApiError, Lang};
+use zhuge_card::startup::{self, Application};
 use zhuge_card::state::AppState;
 use zhuge_card::{accounts, db, telemetry};
 
@@ -166,7 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RotateKeys => {
             settings.check_profile()?;
             let state = AppState::build(settings, Clock::system()).await?;
-            let kid = zhuge_card::redemption::service::rotate_keys(&state, &Actor::cli()).await.map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+            let kid = zhuge_card::redemption::service::rotate_keys(&state, &Actor::cli())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
             println!("new signing key {kid}; the previous one stays published until its tokens expire");
         }
         Command::Openapi { .. } => {}

@@ -29,7 +29,11 @@ impl PageParams {
             None => DEFAULT_LIMIT,
             Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => n.unsigned_abs(),
             Some(_) => {
-                errors.push(FieldError::new("limit", "out_of_range", Text::new("limit 须在 1 到 100 之间", "limit must be between 1 and 100")));
+                errors.push(FieldError::new(
+                    "limit",
+                    "out_of_range",
+                    Text::new("limit 须在 1 到 100 之间", "limit must be between 1 and 100"),
+                ));
                 DEFAULT_LIMIT
             }
         };
@@ -66,12 +70,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` rows (the extra one says whether more exist).
-    pub fn from_rows<R, C: Serialize>(
-        mut rows: Vec<R>,
-        limit: u64,
-        position: impl Fn(&R) -> C,
-        view: impl FnMut(R) -> T,
-    ) -> Self {
+    pub fn from_rows<R, C: Serialize>(mut rows: Vec<R>, limit: u64, position: impl Fn(&R) -> C, view: impl FnMut(R) -> T) -> Self {
         let more = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         let next_cursor = if more { rows.last().map(|r| encode(&position(r))) } else { None };

@@ -4,11 +4,11 @@
 use std::net::TcpListener;
 
 use actix_cors::Cors;
+use actix_web::dev::ResourceDef;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header;
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
-use actix_web::dev::ResourceDef;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
@@ -68,7 +68,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
 }
 
 fn api_v1(cfg: &mut ServiceConfig) {
-    cfg.configure(auth::routes::routes).configure(accounts::routes::routes).configure(catalog::routes::routes).configure(accounts::staff::routes)
+    cfg.configure(auth::routes::routes)
+        .configure(accounts::routes::routes)
+        .configure(catalog::routes::routes)
+        .configure(accounts::staff::routes)
         .configure(applications::routes::routes)
         .configure(cards::routes::routes)
         .configure(audit::routes::routes)
@@ -237,14 +240,14 @@ fn json_config(settings: &Settings) -> web::JsonConfig {
 
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge)
-        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(ErrorCode::PayloadTooLarge),
         JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType)
             .detail(Text::new("请求体须为 application/json", "The body must be application/json")),
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(vec![serde_field_error(&e.to_string())]),
-        JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson)
-            .detail(Text::new(format!("JSON 格式错误（第 {} 行第 {} 列）", e.line(), e.column()), format!("Malformed JSON at line {} column {}", e.line(), e.column()))),
+        JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson).detail(Text::new(
+            format!("JSON 格式错误（第 {} 行第 {} 列）", e.line(), e.column()),
+            format!("Malformed JSON at line {} column {}", e.line(), e.column()),
+        )),
         other => ApiError::new(ErrorCode::BadRequest).cause(anyhow::anyhow!("{other}")),
     }
 }

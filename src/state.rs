@@ -72,10 +72,7 @@ impl AppState {
 pub fn build_cache(settings: &Settings, metrics: CacheMetrics) -> anyhow::Result<Cache> {
     use secrecy::ExposeSecret;
     Ok(match &settings.redis_url {
-        Some(url) => Cache::redis(
-            RedisCache::new(url.expose_secret(), &settings.cache_prefix, settings.redis_timeout())?,
-            metrics,
-        ),
+        Some(url) => Cache::redis(RedisCache::new(url.expose_secret(), &settings.cache_prefix, settings.redis_timeout())?, metrics),
         None => Cache::memory(metrics),
     })
 }

@@ -7,11 +7,11 @@
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use sea_orm::DatabaseConnection;
 use tracing::Instrument;
@@ -55,10 +55,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(db: DatabaseConnection) -> prometheus::Result<Self> {
         let registry = Registry::new_custom(Some("zhuge".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered"),
-            &["method", "route", "status"],
-        )?;
+        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered"), &["method", "route", "status"])?;
         let latency = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "Time to answer an HTTP request")
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),

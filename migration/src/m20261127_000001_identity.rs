@@ -141,10 +141,7 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone(Users::CreatedAt))
                 .col(timestamp_with_time_zone(Users::UpdatedAt))
                 .foreign_key(
-                    ForeignKey::create()
-                        .name("fk_users_partner")
-                        .from(Users::Table, Users::PartnerId)
-                        .to(Partners::Table, Partners::Id),
+                    ForeignKey::create().name("fk_users_partner").from(Users::Table, Users::PartnerId).to(Partners::Table, Partners::Id),
                 )
                 .to_owned(),
         )
@@ -167,10 +164,7 @@ impl MigrationTrait for Migration {
                 .col(string_len_null(Sessions::Ip, 64))
                 .col(string_len_null(Sessions::UserAgent, 256))
                 .foreign_key(
-                    ForeignKey::create()
-                        .name("fk_sessions_user")
-                        .from(Sessions::Table, Sessions::UserId)
-                        .to(Users::Table, Users::Id),
+                    ForeignKey::create().name("fk_sessions_user").from(Sessions::Table, Sessions::UserId).to(Users::Table, Users::Id),
                 )
                 .to_owned(),
         )
@@ -215,7 +209,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_audit_target", AuditLog::Table, vec![AuditLog::TargetType.into_iden(), AuditLog::TargetId.into_iden(), AuditLog::Seq.into_iden()]).await?;
+        index(
+            m,
+            "idx_audit_target",
+            AuditLog::Table,
+            vec![AuditLog::TargetType.into_iden(), AuditLog::TargetId.into_iden(), AuditLog::Seq.into_iden()],
+        )
+        .await?;
         index(m, "idx_audit_actor", AuditLog::Table, vec![AuditLog::ActorId.into_iden(), AuditLog::Seq.into_iden()]).await?;
         index(m, "idx_audit_action", AuditLog::Table, vec![AuditLog::Action.into_iden(), AuditLog::Seq.into_iden()]).await?;
 
@@ -240,4 +240,3 @@ impl MigrationTrait for Migration {
         Ok(())
     }
 }
-

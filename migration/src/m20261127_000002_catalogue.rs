@@ -66,11 +66,29 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_benefits_partner", Benefits::Table, vec![Benefits::PartnerId.into_iden(), Benefits::Status.into_iden(), Benefits::Id.into_iden()]).await?;
+        index(
+            m,
+            "idx_benefits_partner",
+            Benefits::Table,
+            vec![Benefits::PartnerId.into_iden(), Benefits::Status.into_iden(), Benefits::Id.into_iden()],
+        )
+        .await?;
         index(m, "idx_benefits_status", Benefits::Table, vec![Benefits::Status.into_iden(), Benefits::Id.into_iden()]).await?;
         index(m, "idx_partners_status", Partners::Table, vec![Partners::Status.into_iden(), Partners::Id.into_iden()]).await?;
-        index(m, "idx_partners_category", Partners::Table, vec![Partners::Status.into_iden(), Partners::Category.into_iden(), Partners::Id.into_iden()]).await?;
-        index(m, "idx_partners_district", Partners::Table, vec![Partners::Status.into_iden(), Partners::District.into_iden(), Partners::Id.into_iden()]).await?;
+        index(
+            m,
+            "idx_partners_category",
+            Partners::Table,
+            vec![Partners::Status.into_iden(), Partners::Category.into_iden(), Partners::Id.into_iden()],
+        )
+        .await?;
+        index(
+            m,
+            "idx_partners_district",
+            Partners::Table,
+            vec![Partners::Status.into_iden(), Partners::District.into_iden(), Partners::Id.into_iden()],
+        )
+        .await?;
         Ok(())
     }
 }

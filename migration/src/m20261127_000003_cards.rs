@@ -105,7 +105,6 @@ enum Outbox {
     SentAt,
 }
 
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -122,7 +121,11 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Documents::Size))
                 .col(string_len(Documents::Sha256, 64))
                 .col(timestamp_with_time_zone(Documents::CreatedAt))
-                .foreign_key(&mut fk("fk_documents_owner", (Documents::Table.into_iden(), Documents::OwnerId.into_iden()), (Users::Table.into_iden(), Users::Id.into_iden())))
+                .foreign_key(&mut fk(
+                    "fk_documents_owner",
+                    (Documents::Table.into_iden(), Documents::OwnerId.into_iden()),
+                    (Users::Table.into_iden(), Users::Id.into_iden()),
+                ))
                 .to_owned(),
         )
         .await?;
@@ -147,7 +150,11 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Cards::StateVersion).default(0))
                 .col(timestamp_with_time_zone(Cards::CreatedAt))
                 .col(timestamp_with_time_zone(Cards::UpdatedAt))
-                .foreign_key(&mut fk("fk_cards_user", (Cards::Table.into_iden(), Cards::UserId.into_iden()), (Users::Table.into_iden(), Users::Id.into_iden())))
+                .foreign_key(&mut fk(
+                    "fk_cards_user",
+                    (Cards::Table.into_iden(), Cards::UserId.into_iden()),
+                    (Users::Table.into_iden(), Users::Id.into_iden()),
+                ))
                 .to_owned(),
         )
         .await?;
@@ -178,12 +185,18 @@ impl MigrationTrait for Migration {
                 .col(uuid_null(Applications::CardId))
                 .col(timestamp_with_time_zone(Applications::CreatedAt))
                 .col(timestamp_with_time_zone(Applications::UpdatedAt))
-                .foreign_key(&mut fk("fk_applications_user", (Applications::Table.into_iden(), Applications::UserId.into_iden()), (Users::Table.into_iden(), Users::Id.into_iden())))
+                .foreign_key(&mut fk(
+                    "fk_applications_user",
+                    (Applications::Table.into_iden(), Applications::UserId.into_iden()),
+                    (Users::Table.into_iden(), Users::Id.into_iden()),
+                ))
                 .to_owned(),
         )
         .await?;
-        index(m, "idx_applications_user", Applications::Table, vec![Applications::UserId.into_iden(), Applications::Id.into_iden()]).await?;
-        index(m, "idx_applications_status", Applications::Table, vec![Applications::Status.into_iden(), Applications::Id.into_iden()]).await?;
+        index(m, "idx_applications_user", Applications::Table, vec![Applications::UserId.into_iden(), Applications::Id.into_iden()])
+            .await?;
+        index(m, "idx_applications_status", Applications::Table, vec![Applications::Status.into_iden(), Applications::Id.into_iden()])
+            .await?;
         index(m, "idx_applications_id_hash", Applications::Table, vec![Applications::IdHash.into_iden()]).await?;
 
         // The rules "one open application per talent" and "one card that is not revoked per
@@ -203,7 +216,11 @@ impl MigrationTrait for Migration {
                 .col(string_len(CardEvents::Reason, 500))
                 .col(json_binary_null(CardEvents::Details))
                 .col(timestamp_with_time_zone(CardEvents::CreatedAt))
-                .foreign_key(&mut fk("fk_card_events_card", (CardEvents::Table.into_iden(), CardEvents::CardId.into_iden()), (Cards::Table.into_iden(), Cards::Id.into_iden())))
+                .foreign_key(&mut fk(
+                    "fk_card_events_card",
+                    (CardEvents::Table.into_iden(), CardEvents::CardId.into_iden()),
+                    (Cards::Table.into_iden(), Cards::Id.into_iden()),
+                ))
                 .to_owned(),
         )
         .await?;

@@ -72,7 +72,6 @@ enum IdempotencyKeys {
     CreatedAt,
 }
 
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -126,8 +125,15 @@ impl MigrationTrait for Migration {
         )
         .await?;
         index(m, "idx_redemptions_card", Redemptions::Table, vec![Redemptions::CardId.into_iden(), Redemptions::Id.into_iden()]).await?;
-        index(m, "idx_redemptions_partner", Redemptions::Table, vec![Redemptions::PartnerId.into_iden(), Redemptions::Id.into_iden()]).await?;
-        index(m, "idx_redemptions_benefit", Redemptions::Table, vec![Redemptions::BenefitId.into_iden(), Redemptions::CreatedAt.into_iden()]).await?;
+        index(m, "idx_redemptions_partner", Redemptions::Table, vec![Redemptions::PartnerId.into_iden(), Redemptions::Id.into_iden()])
+            .await?;
+        index(
+            m,
+            "idx_redemptions_benefit",
+            Redemptions::Table,
+            vec![Redemptions::BenefitId.into_iden(), Redemptions::CreatedAt.into_iden()],
+        )
+        .await?;
         index(m, "idx_redemptions_day", Redemptions::Table, vec![Redemptions::Day.into_iden()]).await?;
 
         m.create_table(

@@ -23,7 +23,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
     responses((status = OK, body = Page<AccountView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
 #[get("/admin/users")]
-async fn list(state: web::Data<AppState>, _: SuperAdmin, filter: web::Query<AccountFilter>, page: web::Query<PageParams>) -> Result<web::Json<Page<AccountView>>, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    _: SuperAdmin,
+    filter: web::Query<AccountFilter>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<AccountView>>, ApiError> {
     Ok(web::Json(service::list_admins(&state, &filter, &page).await?))
 }
 
@@ -40,7 +45,12 @@ async fn list(state: web::Data<AppState>, _: SuperAdmin, filter: web::Query<Acco
     )
 )]
 #[post("/admin/users")]
-async fn create(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    state: web::Data<AppState>,
+    admin: SuperAdmin,
+    meta: RequestMeta,
+    body: web::Json<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
     let view = service::create_admin(&state, &meta.actor(&admin), &body.username, &body.password, body.role).await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -59,14 +69,25 @@ async fn get_one(state: web::Data<AppState>, _: SuperAdmin, id: web::Path<Uuid>)
     responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, description = "changing yourself", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/users/{id}")]
-async fn update(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<UpdateAccount>) -> Result<web::Json<AccountView>, ApiError> {
+async fn update(
+    state: web::Data<AppState>,
+    admin: SuperAdmin,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateAccount>,
+) -> Result<web::Json<AccountView>, ApiError> {
     Ok(web::Json(service::update_admin(&state, &meta.actor(&admin), *id, &body).await?))
 }
 
 /// Disable an admin account (accounts are never deleted: the audit log refers to them).
 #[utoipa::path(tag = "admin users", security(("bearer" = [])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, body = ProblemBody)))]
 #[delete("/admin/users/{id}")]
-async fn disable(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta, id: web::Path<Uuid>) -> Result<web::Json<AccountView>, ApiError> {
+async fn disable(
+    state: web::Data<AppState>,
+    admin: SuperAdmin,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<AccountView>, ApiError> {
     let change = UpdateAccount { role: None, status: Some(AccountStatus::Disabled) };
     Ok(web::Json(service::update_admin(&state, &meta.actor(&admin), *id, &change).await?))
 }
@@ -74,7 +95,13 @@ async fn disable(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMet
 /// Set a new initial password; the account is signed out and must change it.
 #[utoipa::path(tag = "admin users", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/users/{id}/password")]
-async fn reset_password(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<ResetPassword>) -> Result<HttpResponse, ApiError> {
+async fn reset_password(
+    state: web::Data<AppState>,
+    admin: SuperAdmin,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<ResetPassword>,
+) -> Result<HttpResponse, ApiError> {
     service::reset_admin_password(&state, &meta.actor(&admin), *id, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,15 +1,17 @@
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::dto::{AccountFilter, AccountStatus, AccountView, UpdateAccount};
 use crate::audit::{self, Actor, Change};
+use crate::auth::Role;
 use crate::auth::password;
 use crate::auth::service::normalise_username;
 use crate::auth::sessions::{self, Revoke};
-use crate::auth::Role;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::pagination::{Page, PageParams};
@@ -124,11 +126,7 @@ pub async fn list_admins(state: &AppState, filter: &AccountFilter, page: &PagePa
 }
 
 async fn find_admin<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<user::Model, ApiError> {
-    user::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .filter(|u| Role::parse(&u.role).is_some_and(Role::is_admin))
-        .ok_or_else(ApiError::not_found)
+    user::Entity::find_by_id(id).one(db).await?.filter(|u| Role::parse(&u.role).is_some_and(Role::is_admin)).ok_or_else(ApiError::not_found)
 }
 
 pub async fn get_admin(state: &AppState, id: Uuid) -> Result<AccountView, ApiError> {
@@ -139,10 +137,16 @@ pub async fn get_admin(state: &AppState, id: Uuid) -> Result<AccountView, ApiErr
 /// cannot demote or disable themselves (so the last super admin cannot lock everyone out).
 pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &UpdateAccount) -> Result<AccountView, ApiError> {
     if let Some(role) = change.role.filter(|r| !r.is_admin()) {
-        return Err(ApiError::validation(vec![FieldError::new("role", "invalid", Text::new(format!("{role} 不是管理员角色"), format!("{role} is not an admin role")))]));
+        return Err(ApiError::validation(vec![FieldError::new(
+            "role",
+            "invalid",
+            Text::new(format!("{role} 不是管理员角色"), format!("{role} is not an admin role")),
+        )]));
     }
     if actor.user_id == Some(id) {
-        return Err(ApiError::new(ErrorCode::Conflict).detail(Text::new("不能修改自己的角色或状态", "You cannot change your own role or status")));
+        return Err(
+            ApiError::new(ErrorCode::Conflict).detail(Text::new("不能修改自己的角色或状态", "You cannot change your own role or status"))
+        );
     }
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
@@ -161,7 +165,8 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
     }
     active.updated_at = Set(now);
     let after = active.update(&txn).await?;
-    let revoked = sessions::revoke(&txn, Revoke::AllOfUser(id), if status_changes { "account_status_changed" } else { "role_changed" }, now).await?;
+    let revoked =
+        sessions::revoke(&txn, Revoke::AllOfUser(id), if status_changes { "account_status_changed" } else { "role_changed" }, now).await?;
     audit::record(
         &txn,
         actor,
@@ -182,7 +187,13 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
 
 /// Sets a new initial password, which must be changed at next sign-in, and signs the
 /// account out everywhere.
-pub async fn reset_password<C: ConnectionTrait>(txn: &C, actor: &Actor, account: user::Model, password: &str, now: DateTime<Utc>) -> Result<Vec<Uuid>, ApiError> {
+pub async fn reset_password<C: ConnectionTrait>(
+    txn: &C,
+    actor: &Actor,
+    account: user::Model,
+    password: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, ApiError> {
     if let Some(e) = password::check_new("password", password) {
         return Err(ApiError::validation(vec![e]));
     }

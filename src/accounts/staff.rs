@@ -61,7 +61,13 @@ async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body:
     }
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
-    let new = NewAccount { username: &body.username, password: &body.password, role: body.role, partner_id: Some(partner_id), must_change_password: true };
+    let new = NewAccount {
+        username: &body.username,
+        password: &body.password,
+        role: body.role,
+        partner_id: Some(partner_id),
+        must_change_password: true,
+    };
     let account = service::create(&txn, actor, new, now).await?;
     txn.commit().await?;
     Ok(AccountView::from(&account))
@@ -84,12 +90,21 @@ async fn find<C: sea_orm::ConnectionTrait>(db: &C, by: By, partner_id: Uuid, id:
     Ok(account)
 }
 
-async fn update(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, id: Uuid, change: &UpdateAccount) -> Result<AccountView, ApiError> {
+async fn update(
+    state: &AppState,
+    actor: &Actor,
+    by: By,
+    partner_id: Uuid,
+    id: Uuid,
+    change: &UpdateAccount,
+) -> Result<AccountView, ApiError> {
     if let Some(role) = change.role.filter(|r| !by.may_grant(*r)) {
         return Err(role_error(role));
     }
     if actor.user_id == Some(id) {
-        return Err(ApiError::new(ErrorCode::Conflict).detail(Text::new("不能修改自己的角色或状态", "You cannot change your own role or status")));
+        return Err(
+            ApiError::new(ErrorCode::Conflict).detail(Text::new("不能修改自己的角色或状态", "You cannot change your own role or status"))
+        );
     }
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
@@ -154,7 +169,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
 
 #[utoipa::path(tag = "staff", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/partners/{id}/staff")]
-async fn admin_list(state: web::Data<AppState>, _: Operator, id: web::Path<Uuid>, page: web::Query<PageParams>) -> Result<web::Json<Page<AccountView>>, ApiError> {
+async fn admin_list(
+    state: web::Data<AppState>,
+    _: Operator,
+    id: web::Path<Uuid>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<AccountView>>, ApiError> {
     Ok(web::Json(list(&state, *id, &page).await?))
 }
 
@@ -166,20 +186,38 @@ async fn admin_list(state: web::Data<AppState>, _: Operator, id: web::Path<Uuid>
     responses((status = CREATED, body = AccountView), (status = CONFLICT, description = "`username_taken`", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[post("/admin/partners/{id}/staff")]
-async fn admin_create(state: web::Data<AppState>, op: Operator, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
+async fn admin_create(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Created().json(create(&state, &meta.actor(&op), By::Operator, *id, &body).await?))
 }
 
 /// Change a staff member's role or status (either signs them out).
 #[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = [])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[patch("/admin/partners/{id}/staff/{user_id}")]
-async fn admin_update(state: web::Data<AppState>, op: Operator, meta: RequestMeta, path: web::Path<(Uuid, Uuid)>, body: web::Json<UpdateAccount>) -> Result<web::Json<AccountView>, ApiError> {
+async fn admin_update(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<UpdateAccount>,
+) -> Result<web::Json<AccountView>, ApiError> {
     Ok(web::Json(update(&state, &meta.actor(&op), By::Operator, path.0, path.1, &body).await?))
 }
 
 #[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/partners/{id}/staff/{user_id}/password")]
-async fn admin_reset(state: web::Data<AppState>, op: Operator, meta: RequestMeta, path: web::Path<(Uuid, Uuid)>, body: web::Json<ResetPassword>) -> Result<HttpResponse, ApiError> {
+async fn admin_reset(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<ResetPassword>,
+) -> Result<HttpResponse, ApiError> {
     reset(&state, &meta.actor(&op), By::Operator, path.0, path.1, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -187,14 +225,23 @@ async fn admin_reset(state: web::Data<AppState>, op: Operator, meta: RequestMeta
 /// The manager's own partner's staff.
 #[utoipa::path(tag = "staff", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/merchant/staff")]
-async fn merchant_list(state: web::Data<AppState>, m: Manager, page: web::Query<PageParams>) -> Result<web::Json<Page<AccountView>>, ApiError> {
+async fn merchant_list(
+    state: web::Data<AppState>,
+    m: Manager,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<AccountView>>, ApiError> {
     Ok(web::Json(list(&state, own_partner(&m)?, &page).await?))
 }
 
 /// Create a staff member (role `merchant_staff`) of the manager's own partner.
 #[utoipa::path(tag = "staff", request_body = CreateAccount, security(("bearer" = [])), responses((status = CREATED, body = AccountView), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/merchant/staff")]
-async fn merchant_create(state: web::Data<AppState>, m: Manager, meta: RequestMeta, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
+async fn merchant_create(
+    state: web::Data<AppState>,
+    m: Manager,
+    meta: RequestMeta,
+    body: web::Json<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
     let partner = own_partner(&m)?;
     Ok(HttpResponse::Created().json(create(&state, &meta.actor(&m), By::Manager, partner, &body).await?))
 }
@@ -202,14 +249,26 @@ async fn merchant_create(state: web::Data<AppState>, m: Manager, meta: RequestMe
 /// Disable or re-enable a staff member of the manager's own partner.
 #[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = [])), responses((status = OK, body = AccountView), (status = FORBIDDEN, description = "staff of another partner", body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
 #[patch("/merchant/staff/{user_id}")]
-async fn merchant_update(state: web::Data<AppState>, m: Manager, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<UpdateAccount>) -> Result<web::Json<AccountView>, ApiError> {
+async fn merchant_update(
+    state: web::Data<AppState>,
+    m: Manager,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateAccount>,
+) -> Result<web::Json<AccountView>, ApiError> {
     let partner = own_partner(&m)?;
     Ok(web::Json(update(&state, &meta.actor(&m), By::Manager, partner, *id, &body).await?))
 }
 
 #[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
 #[post("/merchant/staff/{user_id}/password")]
-async fn merchant_reset(state: web::Data<AppState>, m: Manager, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<ResetPassword>) -> Result<HttpResponse, ApiError> {
+async fn merchant_reset(
+    state: web::Data<AppState>,
+    m: Manager,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<ResetPassword>,
+) -> Result<HttpResponse, ApiError> {
     let partner = own_partner(&m)?;
     reset(&state, &meta.actor(&m), By::Manager, partner, *id, &body.password).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -36,7 +36,14 @@ fn dir(state: &AppState) -> PathBuf {
 }
 
 fn view(d: &document::Model) -> DocumentView {
-    DocumentView { id: d.id, filename: d.filename.clone(), content_type: d.content_type.clone(), size: d.size, sha256: d.sha256.clone(), created_at: d.created_at }
+    DocumentView {
+        id: d.id,
+        filename: d.filename.clone(),
+        content_type: d.content_type.clone(),
+        size: d.size,
+        sha256: d.sha256.clone(),
+        created_at: d.created_at,
+    }
 }
 
 /// Reads the `file` part of the upload, refusing it as soon as it passes the limit.
@@ -68,7 +75,8 @@ async fn read_file(mut form: Multipart) -> Result<(String, Bytes), ApiError> {
 pub async fn upload(state: &AppState, owner: Uuid, form: Multipart) -> Result<DocumentView, ApiError> {
     let (filename, data) = read_file(form).await?;
     let content_type = sniff(&data).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnsupportedMediaType).detail(Text::new("仅支持 PDF、JPEG、PNG 文件", "Only PDF, JPEG and PNG files are accepted"))
+        ApiError::new(ErrorCode::UnsupportedMediaType)
+            .detail(Text::new("仅支持 PDF、JPEG、PNG 文件", "Only PDF, JPEG and PNG files are accepted"))
     })?;
     let id = Uuid::now_v7();
     let dir = dir(state);

@@ -16,7 +16,11 @@ pub enum IdNumberError {
 pub fn parse(raw: &str, today: NaiveDate) -> Result<String, IdNumberError> {
     let id = raw.trim().to_uppercase();
     let bytes = id.as_bytes();
-    if bytes.len() != 18 || !bytes[..17].iter().all(u8::is_ascii_digit) || !(bytes[17].is_ascii_digit() || bytes[17] == b'X') || bytes[0] == b'0' {
+    if bytes.len() != 18
+        || !bytes[..17].iter().all(u8::is_ascii_digit)
+        || !(bytes[17].is_ascii_digit() || bytes[17] == b'X')
+        || bytes[0] == b'0'
+    {
         return Err(IdNumberError::Format);
     }
     let birth = NaiveDate::parse_from_str(&id[6..14], "%Y%m%d").map_err(|_| IdNumberError::BirthDate)?;

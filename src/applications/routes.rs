@@ -46,7 +46,11 @@ async fn submit(state: web::Data<AppState>, talent: Talent, body: web::Json<NewA
 
 #[utoipa::path(tag = "applications", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<ApplicationView>)))]
 #[get("/me/applications")]
-async fn list_mine(state: web::Data<AppState>, talent: Talent, page: web::Query<PageParams>) -> Result<web::Json<Page<ApplicationView>>, ApiError> {
+async fn list_mine(
+    state: web::Data<AppState>,
+    talent: Talent,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<ApplicationView>>, ApiError> {
     Ok(web::Json(service::list_mine(&state, talent.user_id, &page).await?))
 }
 
@@ -90,7 +94,12 @@ async fn my_document(state: web::Data<AppState>, talent: Talent, id: web::Path<U
 
 #[utoipa::path(tag = "admin applications", params(ApplicationFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<ApplicationView>)))]
 #[get("/admin/applications")]
-async fn admin_list(state: web::Data<AppState>, _: Reviewer, filter: web::Query<ApplicationFilter>, page: web::Query<PageParams>) -> Result<web::Json<Page<ApplicationView>>, ApiError> {
+async fn admin_list(
+    state: web::Data<AppState>,
+    _: Reviewer,
+    filter: web::Query<ApplicationFilter>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<ApplicationView>>, ApiError> {
     Ok(web::Json(service::admin_list(&state, &filter, &page).await?))
 }
 
@@ -108,7 +117,13 @@ async fn admin_get(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>)
     responses((status = OK, body = ApplicationView), (status = CONFLICT, description = "`application_decided` or `id_number_has_card`", body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[post("/admin/applications/{id}/approve")]
-async fn approve(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<Approve>) -> Result<web::Json<ApplicationView>, ApiError> {
+async fn approve(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<Approve>,
+) -> Result<web::Json<ApplicationView>, ApiError> {
     Ok(web::Json(service::approve(&state, &meta.actor(&r), *id, &body).await?))
 }
 
@@ -119,7 +134,13 @@ async fn approve(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id:
     responses((status = OK, body = ApplicationView), (status = CONFLICT, description = "`application_decided`", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[post("/admin/applications/{id}/reject")]
-async fn reject(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<Reject>) -> Result<web::Json<ApplicationView>, ApiError> {
+async fn reject(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<Reject>,
+) -> Result<web::Json<ApplicationView>, ApiError> {
     Ok(web::Json(service::reject(&state, &meta.actor(&r), *id, &body.reason).await?))
 }
 

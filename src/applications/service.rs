@@ -95,7 +95,8 @@ pub async fn submit(state: &AppState, user_id: Uuid, input: NewApplication) -> R
     if cards::live_card_of(&txn, user_id).await?.is_some() {
         return Err(ApiError::new(ErrorCode::CardExists));
     }
-    let held = card::Entity::find().filter(card::Column::IdHash.eq(&id_hash)).filter(card::Column::Status.ne("revoked")).count(&txn).await?;
+    let held =
+        card::Entity::find().filter(card::Column::IdHash.eq(&id_hash)).filter(card::Column::Status.ne("revoked")).count(&txn).await?;
     if held > 0 {
         return Err(ApiError::new(ErrorCode::IdNumberHasCard));
     }
@@ -139,7 +140,15 @@ pub async fn list_mine(state: &AppState, user_id: Uuid, page: &PageParams) -> Re
 
 /// Moves a submitted application to `to` in one conditional update; `false` when it had
 /// been decided (or withdrawn) already.
-async fn decide<C: sea_orm::ConnectionTrait>(txn: &C, id: Uuid, to: ApplicationStatus, reviewer: Option<Uuid>, reason: Option<String>, card_id: Option<Uuid>, now: DateTime<Utc>) -> Result<bool, ApiError> {
+async fn decide<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    id: Uuid,
+    to: ApplicationStatus,
+    reviewer: Option<Uuid>,
+    reason: Option<String>,
+    card_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
     let done = application::Entity::update_many()
         .col_expr(application::Column::Status, Expr::value(to.as_str()))
         .col_expr(application::Column::ReviewerId, Expr::value(reviewer))
@@ -188,7 +197,12 @@ pub async fn admin_list(state: &AppState, filter: &ApplicationFilter, page: &Pag
     Ok(Page { items: page.items.into_iter().collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
 }
 
-async fn notify<C: sea_orm::ConnectionTrait>(txn: &C, user_id: Uuid, message: serde_json::Value, now: DateTime<Utc>) -> Result<(), ApiError> {
+async fn notify<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    user_id: Uuid,
+    message: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let openid = user::Entity::find_by_id(user_id).one(txn).await?.and_then(|u| u.wechat_openid);
     if let Some(openid) = openid {
         let mut payload = message;
@@ -212,7 +226,14 @@ pub async fn approve(state: &AppState, actor: &Actor, id: Uuid, body: &Approve) 
     }
     let real_name = state.keyring.decrypt(NAME_CONTEXT, &app.real_name_enc)?;
     let id_number = state.keyring.decrypt(ID_CONTEXT, &app.id_number_enc)?;
-    let new = NewCard { user_id: app.user_id, real_name: &real_name, id_number: &id_number, tier: body.tier, category: body.category, valid_years: body.valid_years.unwrap_or(DEFAULT_VALID_YEARS) };
+    let new = NewCard {
+        user_id: app.user_id,
+        real_name: &real_name,
+        id_number: &id_number,
+        tier: body.tier,
+        category: body.category,
+        valid_years: body.valid_years.unwrap_or(DEFAULT_VALID_YEARS),
+    };
     let card = cards::issue(&txn, &state.keyring, actor, new, now).await?;
     if !decide(&txn, id, ApplicationStatus::Approved, actor.user_id, None, Some(card.id), now).await? {
         return Err(ApiError::new(ErrorCode::ApplicationDecided));

@@ -12,9 +12,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use entity::{audit_head, audit_log};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -131,10 +129,7 @@ fn canonical(v: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let inner: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
-                .collect();
+            let inner: Vec<String> = keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k]))).collect();
             format!("{{{}}}", inner.join(","))
         }
         Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -144,9 +139,13 @@ fn canonical(v: &Value) -> String {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChainReport {
-    Intact { entries: u64 },
+    Intact {
+        entries: u64,
+    },
     /// The first entry whose hash or link does not match.
-    Broken { seq: i64 },
+    Broken {
+        seq: i64,
+    },
 }
 
 /// Recomputes the chain from the start.

@@ -69,7 +69,12 @@ pub struct AuditFilter {
 /// The audit log, newest first.
 #[utoipa::path(tag = "audit", params(AuditFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AuditEntry>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/audit-log")]
-async fn list(state: web::Data<AppState>, _: Operator, filter: web::Query<AuditFilter>, page: web::Query<PageParams>) -> Result<web::Json<Page<AuditEntry>>, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    _: Operator,
+    filter: web::Query<AuditFilter>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<AuditEntry>>, ApiError> {
     let (limit, before) = page.parse::<i64>()?;
     let mut q = audit_log::Entity::find();
     if let Some(a) = &filter.action {

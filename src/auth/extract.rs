@@ -102,9 +102,7 @@ impl<P: Policy + 'static> FromRequest for Require<P> {
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<SessionInfo, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -116,9 +114,7 @@ async fn authenticate(req: &HttpRequest) -> Result<SessionInfo, ApiError> {
         TokenError::Expired => ApiError::new(ErrorCode::TokenExpired),
         TokenError::Invalid => ApiError::new(ErrorCode::TokenInvalid),
     })?;
-    let info = sessions::load(state, claims.sid)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::SessionRevoked))?;
+    let info = sessions::load(state, claims.sid).await?.ok_or_else(|| ApiError::new(ErrorCode::SessionRevoked))?;
     if info.user_id != claims.sub || info.role != claims.role {
         return Err(ApiError::new(ErrorCode::SessionRevoked));
     }

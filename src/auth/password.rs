@@ -3,9 +3,9 @@
 
 use std::sync::OnceLock;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::error::{FieldError, Text};
 
@@ -50,10 +50,18 @@ fn dummy_hash() -> Option<&'static str> {
 pub fn check_new(field: &'static str, password: &str) -> Option<FieldError> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Some(FieldError::new(field, "too_short", Text::new(format!("密码至少 {MIN_LEN} 个字符"), format!("at least {MIN_LEN} characters"))));
+        return Some(FieldError::new(
+            field,
+            "too_short",
+            Text::new(format!("密码至少 {MIN_LEN} 个字符"), format!("at least {MIN_LEN} characters")),
+        ));
     }
     if len > MAX_LEN {
-        return Some(FieldError::new(field, "too_long", Text::new(format!("密码最多 {MAX_LEN} 个字符"), format!("at most {MAX_LEN} characters"))));
+        return Some(FieldError::new(
+            field,
+            "too_long",
+            Text::new(format!("密码最多 {MAX_LEN} 个字符"), format!("at most {MAX_LEN} characters")),
+        ));
     }
     let classes = [
         password.chars().any(|c| c.is_alphabetic()),
@@ -61,7 +69,11 @@ pub fn check_new(field: &'static str, password: &str) -> Option<FieldError> {
         password.chars().any(|c| !c.is_alphanumeric()),
     ];
     if classes.iter().filter(|c| **c).count() < 2 {
-        return Some(FieldError::new(field, "too_weak", Text::new("密码须包含字母、数字、符号中的至少两类", "use at least two of letters, digits and symbols")));
+        return Some(FieldError::new(
+            field,
+            "too_weak",
+            Text::new("密码须包含字母、数字、符号中的至少两类", "use at least two of letters, digits and symbols"),
+        ));
     }
     None
 }

@@ -34,7 +34,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
     )
 )]
 #[post("/auth/wechat/login")]
-async fn wechat_login(state: web::Data<AppState>, meta: RequestMeta, body: web::Json<WechatLogin>) -> Result<web::Json<TokenPair>, ApiError> {
+async fn wechat_login(
+    state: web::Data<AppState>,
+    meta: RequestMeta,
+    body: web::Json<WechatLogin>,
+) -> Result<web::Json<TokenPair>, ApiError> {
     Ok(web::Json(service::wechat_login(&state, &body.code, &meta).await?))
 }
 
@@ -70,7 +74,11 @@ async fn wechat_phone(state: web::Data<AppState>, talent: Talent, body: web::Jso
     )
 )]
 #[post("/auth/password/login")]
-async fn password_login(state: web::Data<AppState>, meta: RequestMeta, body: web::Json<PasswordLogin>) -> Result<web::Json<TokenPair>, ApiError> {
+async fn password_login(
+    state: web::Data<AppState>,
+    meta: RequestMeta,
+    body: web::Json<PasswordLogin>,
+) -> Result<web::Json<TokenPair>, ApiError> {
     Ok(web::Json(service::password_login(&state, &body.username, &body.password, &meta).await?))
 }
 

@@ -267,7 +267,11 @@ pub async fn change_password(state: &AppState, session: &SessionInfo, current: &
         errors.push(e);
     }
     if current == new && !current.is_empty() {
-        errors.push(FieldError::new("new_password", "unchanged", Text::new("新密码不能与当前密码相同", "must differ from the current password")));
+        errors.push(FieldError::new(
+            "new_password",
+            "unchanged",
+            Text::new("新密码不能与当前密码相同", "must differ from the current password"),
+        ));
     }
     validate::check(errors)?;
     let account = user::Entity::find_by_id(session.user_id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
@@ -291,7 +295,8 @@ pub async fn change_password(state: &AppState, session: &SessionInfo, current: &
         .filter(user::Column::Id.eq(account.id))
         .exec(&txn)
         .await?;
-    let others = sessions::revoke(&txn, Revoke::OthersOfUser { user: account.id, keep: session.session_id }, "password_changed", now).await?;
+    let others =
+        sessions::revoke(&txn, Revoke::OthersOfUser { user: account.id, keep: session.session_id }, "password_changed", now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &others).await;
     sessions::refresh_cached(&state.cache, session.session_id).await;

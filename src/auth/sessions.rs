@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::roles::Role;
+use super::service::PHONE_CONTEXT;
 use super::tokens::ACCESS_TTL_SECS;
 use crate::cache::Cache;
-use super::service::PHONE_CONTEXT;
 use crate::crypto::{self, Keyring, mask};
 use crate::state::AppState;
 
@@ -90,7 +90,12 @@ pub async fn load(state: &AppState, session_id: Uuid) -> Result<Option<SessionIn
     Ok(info)
 }
 
-pub async fn load_from_db<C: ConnectionTrait>(db: &C, keyring: &Keyring, session_id: Uuid, now: DateTime<Utc>) -> Result<Option<SessionInfo>, DbErr> {
+pub async fn load_from_db<C: ConnectionTrait>(
+    db: &C,
+    keyring: &Keyring,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<SessionInfo>, DbErr> {
     let Some(s) = session::Entity::find_by_id(session_id).one(db).await? else { return Ok(None) };
     if s.revoked_at.is_some() || s.expires_at <= now {
         return Ok(None);

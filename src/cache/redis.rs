@@ -64,9 +64,7 @@ impl RedisCache {
     }
 
     pub async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
-        let opts = SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(SetExpiry::PX(millis(ttl)));
+        let opts = SetOptions::default().conditional_set(redis::ExistenceCheck::NX).with_expiration(SetExpiry::PX(millis(ttl)));
         let stored: Option<String> = self.conn.clone().set_options(self.key(key), value, opts).await?;
         Ok(stored.is_some())
     }

@@ -81,7 +81,14 @@ pub struct CardEventView {
 
 impl From<&card_event::Model> for CardEventView {
     fn from(e: &card_event::Model) -> Self {
-        Self { id: e.id, kind: e.kind.clone(), actor_id: e.actor_id, reason: e.reason.clone(), details: e.details.clone(), created_at: e.created_at }
+        Self {
+            id: e.id,
+            kind: e.kind.clone(),
+            actor_id: e.actor_id,
+            reason: e.reason.clone(),
+            details: e.details.clone(),
+            created_at: e.created_at,
+        }
     }
 }
 

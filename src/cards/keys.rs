@@ -158,7 +158,14 @@ pub fn jwks(set: &KeySet, now: DateTime<Utc>) -> Jwks {
     Jwks {
         keys: set
             .published(now)
-            .map(|k| Jwk { kty: "OKP", crv: "Ed25519", x: B64.encode(k.verifying.to_bytes()), kid: hex::encode(k.kid), usage: "sig", alg: "EdDSA" })
+            .map(|k| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: B64.encode(k.verifying.to_bytes()),
+                kid: hex::encode(k.kid),
+                usage: "sig",
+                alg: "EdDSA",
+            })
             .collect(),
     }
 }

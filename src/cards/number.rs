@@ -22,10 +22,7 @@ pub fn format(year: i32, sequence: u32) -> String {
 
 /// Whether `s` is a well-formed card number with a correct check character.
 pub fn is_valid(s: &str) -> bool {
-    s.len() == 14
-        && s.starts_with("ZG")
-        && s[2..13].bytes().all(|b| b.is_ascii_digit())
-        && mod11_2(&s[2..13]) == s.chars().nth(13)
+    s.len() == 14 && s.starts_with("ZG") && s[2..13].bytes().all(|b| b.is_ascii_digit()) && mod11_2(&s[2..13]) == s.chars().nth(13)
 }
 
 #[cfg(test)]

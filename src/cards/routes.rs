@@ -34,7 +34,12 @@ async fn my_card(state: web::Data<AppState>, talent: Talent) -> Result<web::Json
 /// Search cards by number, exact holder name, tier or status.
 #[utoipa::path(tag = "admin cards", params(CardSearch, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<CardView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[get("/admin/cards")]
-async fn search(state: web::Data<AppState>, _: Reviewer, q: web::Query<CardSearch>, page: web::Query<PageParams>) -> Result<web::Json<Page<CardView>>, ApiError> {
+async fn search(
+    state: web::Data<AppState>,
+    _: Reviewer,
+    q: web::Query<CardSearch>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<CardView>>, ApiError> {
     Ok(web::Json(service::search(&state, &q, &page).await?))
 }
 
@@ -56,18 +61,24 @@ macro_rules! transition {
     ($name:ident, $path:literal, $op:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-            tag = "admin cards",
-            request_body = Reason,
-            security(("bearer" = [])),
-            responses(
-                (status = OK, body = CardDetail),
-                (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
-                (status = NOT_FOUND, body = ProblemBody),
-                (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
-            )
-        )]
+                    tag = "admin cards",
+                    request_body = Reason,
+                    security(("bearer" = [])),
+                    responses(
+                        (status = OK, body = CardDetail),
+                        (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
+                        (status = NOT_FOUND, body = ProblemBody),
+                        (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+                    )
+                )]
         #[post($path)]
-        async fn $name(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<Reason>) -> Result<web::Json<CardDetail>, ApiError> {
+        async fn $name(
+            state: web::Data<AppState>,
+            r: Reviewer,
+            meta: RequestMeta,
+            id: web::Path<Uuid>,
+            body: web::Json<Reason>,
+        ) -> Result<web::Json<CardDetail>, ApiError> {
             Ok(web::Json(service::apply(&state, &meta.actor(&r), *id, $op, &body.reason).await?))
         }
     };
@@ -80,7 +91,13 @@ transition!(revoke, "/admin/cards/{id}/revoke", Op::Revoke, "Revoke a card for g
 /// Extend a card's validity.
 #[utoipa::path(tag = "admin cards", request_body = Renew, security(("bearer" = [])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/cards/{id}/renew")]
-async fn renew(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<Renew>) -> Result<web::Json<CardDetail>, ApiError> {
+async fn renew(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<Renew>,
+) -> Result<web::Json<CardDetail>, ApiError> {
     let mut errors = Vec::new();
     service::check_valid_years(body.valid_years, &mut errors);
     validate::check(errors)?;
@@ -91,7 +108,13 @@ async fn renew(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: w
 /// Change a card's tier or category.
 #[utoipa::path(tag = "admin cards", request_body = ChangeCard, security(("bearer" = [])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[patch("/admin/cards/{id}")]
-async fn change(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<ChangeCard>) -> Result<web::Json<CardDetail>, ApiError> {
+async fn change(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<ChangeCard>,
+) -> Result<web::Json<CardDetail>, ApiError> {
     let op = Op::Change { tier: body.tier, category: body.category };
     Ok(web::Json(service::apply(&state, &meta.actor(&r), *id, op, &body.reason).await?))
 }

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use entity::{card, card_event};
+use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use sea_orm::ExprTrait;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -63,10 +63,7 @@ pub fn expiry_after(from: DateTime<Utc>, years: i32) -> DateTime<Utc> {
     let months = u32::try_from(years.clamp(1, 10) * 12).unwrap_or(36);
     let target = date.checked_add_months(Months::new(months)).unwrap_or(date);
     let next_day = target.succ_opt().unwrap_or(target);
-    BEIJING
-        .from_local_datetime(&next_day.and_hms_opt(0, 0, 0).unwrap_or_default())
-        .single()
-        .map_or(from, |d| d.with_timezone(&Utc))
+    BEIJING.from_local_datetime(&next_day.and_hms_opt(0, 0, 0).unwrap_or_default()).single().map_or(from, |d| d.with_timezone(&Utc))
 }
 
 pub fn check_valid_years(years: Option<i32>, errors: &mut Vec<FieldError>) {
@@ -85,10 +82,19 @@ pub struct NewCard<'a> {
 }
 
 /// Issues a card inside the caller's transaction (the approval's).
-pub async fn issue<C: ConnectionTrait>(txn: &C, keyring: &Keyring, actor: &Actor, new: NewCard<'_>, now: DateTime<Utc>) -> Result<card::Model, ApiError> {
+pub async fn issue<C: ConnectionTrait>(
+    txn: &C,
+    keyring: &Keyring,
+    actor: &Actor,
+    new: NewCard<'_>,
+    now: DateTime<Utc>,
+) -> Result<card::Model, ApiError> {
     let year = now.with_timezone(&BEIJING).year();
     let seq = next_in_sequence(txn, year).await?;
-    let seq = u32::try_from(seq).ok().filter(|s| *s <= 9_999_999).ok_or_else(|| ApiError::internal(anyhow::anyhow!("card numbers for {year} exhausted")))?;
+    let seq = u32::try_from(seq)
+        .ok()
+        .filter(|s| *s <= 9_999_999)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("card numbers for {year} exhausted")))?;
     let created = card::ActiveModel {
         id: Set(Uuid::now_v7()),
         card_no: Set(number::format(year, seq)),
@@ -110,13 +116,28 @@ pub async fn issue<C: ConnectionTrait>(txn: &C, keyring: &Keyring, actor: &Actor
     .insert(txn)
     .await
     .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::IdNumberHasCard) } else { e.into() })?;
-    let details = json!({"card_no": created.card_no, "tier": created.tier, "category": created.category, "valid_until": created.valid_until});
+    let details =
+        json!({"card_no": created.card_no, "tier": created.tier, "category": created.category, "valid_until": created.valid_until});
     event(txn, &created, "issued", actor, "approved", Some(details.clone()), now).await?;
-    audit::record(txn, actor, Change { action: "card.issue", target_type: "card", target_id: created.id.to_string(), before: None, after: Some(details) }, now).await?;
+    audit::record(
+        txn,
+        actor,
+        Change { action: "card.issue", target_type: "card", target_id: created.id.to_string(), before: None, after: Some(details) },
+        now,
+    )
+    .await?;
     Ok(created)
 }
 
-async fn event<C: ConnectionTrait>(txn: &C, card: &card::Model, kind: &str, actor: &Actor, reason: &str, details: Option<serde_json::Value>, now: DateTime<Utc>) -> Result<(), DbErr> {
+async fn event<C: ConnectionTrait>(
+    txn: &C,
+    card: &card::Model,
+    kind: &str,
+    actor: &Actor,
+    reason: &str,
+    details: Option<serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     card_event::ActiveModel {
         id: Set(Uuid::now_v7()),
         card_id: Set(card.id),
@@ -211,8 +232,16 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
 
 pub async fn detail(state: &AppState, card_id: Uuid) -> Result<CardDetail, ApiError> {
     let card = card::Entity::find_by_id(card_id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
-    let events = card_event::Entity::find().filter(card_event::Column::CardId.eq(card_id)).order_by_asc(card_event::Column::Id).all(&state.db).await?;
-    Ok(CardDetail { card: CardView::of(&card, state.clock.now()), user_id: card.user_id, events: events.iter().map(CardEventView::from).collect() })
+    let events = card_event::Entity::find()
+        .filter(card_event::Column::CardId.eq(card_id))
+        .order_by_asc(card_event::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(CardDetail {
+        card: CardView::of(&card, state.clock.now()),
+        user_id: card.user_id,
+        events: events.iter().map(CardEventView::from).collect(),
+    })
 }
 
 /// The talent's live card (not revoked), in full.
@@ -239,7 +268,13 @@ pub async fn pii(state: &AppState, actor: &Actor, card_id: Uuid) -> Result<CardP
     };
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
-    audit::record(&txn, actor, Change { action: "card.pii_view", target_type: "card", target_id: card_id.to_string(), before: None, after: None }, now).await?;
+    audit::record(
+        &txn,
+        actor,
+        Change { action: "card.pii_view", target_type: "card", target_id: card_id.to_string(), before: None, after: None },
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(view)
 }
@@ -287,6 +322,9 @@ mod tests {
         assert_eq!(until, DateTime::parse_from_rfc3339("2029-11-28T00:00:00+08:00").map(|d| d.to_utc()).unwrap_or_default());
         // 29 February to a year without one.
         let leap = DateTime::parse_from_rfc3339("2028-02-29T12:00:00+08:00").map(|d| d.to_utc()).unwrap_or_default();
-        assert_eq!(expiry_after(leap, 1), DateTime::parse_from_rfc3339("2029-03-01T00:00:00+08:00").map(|d| d.to_utc()).unwrap_or_default());
+        assert_eq!(
+            expiry_after(leap, 1),
+            DateTime::parse_from_rfc3339("2029-03-01T00:00:00+08:00").map(|d| d.to_utc()).unwrap_or_default()
+        );
     }
 }

@@ -33,7 +33,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
 
 /// Serves a public read from the instance's list cache while the catalogue version is
 /// unchanged; builds, stores and serves it otherwise.
-async fn cached<T: Serialize>(state: &AppState, req: &HttpRequest, build: impl Future<Output = Result<T, ApiError>>) -> Result<HttpResponse, ApiError> {
+async fn cached<T: Serialize>(
+    state: &AppState,
+    req: &HttpRequest,
+    build: impl Future<Output = Result<T, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
     let key = format!("{}?{}", req.path(), req.query_string());
     let render = async { Ok::<_, ApiError>(Bytes::from(serde_json::to_vec(&build.await?).map_err(anyhow::Error::from)?)) };
     Ok(json_bytes(state.catalog_cache.pages.through(&state.cache, &key, render).await?))
@@ -50,7 +54,12 @@ fn json_bytes(body: Bytes) -> HttpResponse {
     responses((status = OK, body = Page<PartnerView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[get("/partners")]
-async fn list_partners(state: web::Data<AppState>, req: HttpRequest, q: web::Query<PartnerQuery>, page: web::Query<PageParams>) -> Result<HttpResponse, ApiError> {
+async fn list_partners(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<PartnerQuery>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
     cached(&state, &req, service::list_partners(&state, &q, &page)).await
 }
 
@@ -63,21 +72,37 @@ async fn get_partner(state: web::Data<AppState>, req: HttpRequest, id: web::Path
 /// The active benefits of one partner.
 #[utoipa::path(tag = "catalogue", params(BenefitQuery, PageParams), responses((status = OK, body = Page<BenefitView>), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/partners/{id}/benefits")]
-async fn partner_benefits(state: web::Data<AppState>, req: HttpRequest, id: web::Path<Uuid>, q: web::Query<BenefitQuery>, page: web::Query<PageParams>) -> Result<HttpResponse, ApiError> {
+async fn partner_benefits(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    q: web::Query<BenefitQuery>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
     cached(&state, &req, service::public_benefits(&state, Some(*id), &q, &page)).await
 }
 
 /// Active benefits of active partners, with filters.
 #[utoipa::path(tag = "catalogue", params(BenefitQuery, PageParams), responses((status = OK, body = Page<BenefitView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[get("/benefits")]
-async fn list_benefits(state: web::Data<AppState>, req: HttpRequest, q: web::Query<BenefitQuery>, page: web::Query<PageParams>) -> Result<HttpResponse, ApiError> {
+async fn list_benefits(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<BenefitQuery>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
     cached(&state, &req, service::public_benefits(&state, None, &q, &page)).await
 }
 
 /// Every partner, any status (operators).
 #[utoipa::path(tag = "admin catalogue", params(AdminPartnerQuery, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<PartnerView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/partners")]
-async fn admin_list_partners(state: web::Data<AppState>, _: Operator, q: web::Query<AdminPartnerQuery>, page: web::Query<PageParams>) -> Result<web::Json<Page<PartnerView>>, ApiError> {
+async fn admin_list_partners(
+    state: web::Data<AppState>,
+    _: Operator,
+    q: web::Query<AdminPartnerQuery>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<PartnerView>>, ApiError> {
     Ok(web::Json(service::admin_partners(&state, &q, &page).await?))
 }
 
@@ -88,7 +113,12 @@ async fn admin_list_partners(state: web::Data<AppState>, _: Operator, q: web::Qu
     responses((status = CREATED, body = PartnerView), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
 #[post("/admin/partners")]
-async fn admin_create_partner(state: web::Data<AppState>, op: Operator, meta: RequestMeta, body: web::Json<PartnerInput>) -> Result<HttpResponse, ApiError> {
+async fn admin_create_partner(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    body: web::Json<PartnerInput>,
+) -> Result<HttpResponse, ApiError> {
     let view = service::create_partner(&state, &meta.actor(&op), body.into_inner()).await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -106,21 +136,48 @@ async fn admin_get_partner(state: web::Data<AppState>, _: Operator, id: web::Pat
     responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/partners/{id}")]
-async fn admin_update_partner(state: web::Data<AppState>, op: Operator, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<PartnerInput>) -> Result<web::Json<PartnerView>, ApiError> {
+async fn admin_update_partner(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<PartnerInput>,
+) -> Result<web::Json<PartnerView>, ApiError> {
     Ok(web::Json(service::update_partner(&state, &meta.actor(&op), *id, body.into_inner()).await?))
 }
 
 /// Deactivate a partner: it leaves the public catalogue and keeps its history.
 #[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody)))]
 #[delete("/admin/partners/{id}")]
-async fn admin_deactivate_partner(state: web::Data<AppState>, op: Operator, meta: RequestMeta, id: web::Path<Uuid>) -> Result<web::Json<PartnerView>, ApiError> {
-    let change = PartnerInput { name: None, category: None, district: None, address: None, lat: None, lng: None, phone: None, opening_hours: None, description: None, status: Some(Status::Inactive) };
+async fn admin_deactivate_partner(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<PartnerView>, ApiError> {
+    let change = PartnerInput {
+        name: None,
+        category: None,
+        district: None,
+        address: None,
+        lat: None,
+        lng: None,
+        phone: None,
+        opening_hours: None,
+        description: None,
+        status: Some(Status::Inactive),
+    };
     Ok(web::Json(service::update_partner(&state, &meta.actor(&op), *id, change).await?))
 }
 
 #[utoipa::path(tag = "admin catalogue", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<BenefitView>), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/partners/{id}/benefits")]
-async fn admin_list_benefits(state: web::Data<AppState>, _: Operator, id: web::Path<Uuid>, page: web::Query<PageParams>) -> Result<web::Json<Page<BenefitView>>, ApiError> {
+async fn admin_list_benefits(
+    state: web::Data<AppState>,
+    _: Operator,
+    id: web::Path<Uuid>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<BenefitView>>, ApiError> {
     Ok(web::Json(service::admin_benefits(&state, *id, &page).await?))
 }
 
@@ -131,14 +188,24 @@ async fn admin_list_benefits(state: web::Data<AppState>, _: Operator, id: web::P
     responses((status = CREATED, body = BenefitView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[post("/admin/partners/{id}/benefits")]
-async fn admin_create_benefit(state: web::Data<AppState>, op: Operator, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<BenefitInput>) -> Result<HttpResponse, ApiError> {
+async fn admin_create_benefit(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<BenefitInput>,
+) -> Result<HttpResponse, ApiError> {
     let view = service::create_benefit(&state, &meta.actor(&op), *id, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
 #[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/partners/{id}/benefits/{benefit_id}")]
-async fn admin_get_benefit(state: web::Data<AppState>, _: Operator, path: web::Path<(Uuid, Uuid)>) -> Result<web::Json<BenefitView>, ApiError> {
+async fn admin_get_benefit(
+    state: web::Data<AppState>,
+    _: Operator,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<BenefitView>, ApiError> {
     Ok(web::Json(service::admin_benefit(&state, path.0, path.1).await?))
 }
 
@@ -149,14 +216,36 @@ async fn admin_get_benefit(state: web::Data<AppState>, _: Operator, path: web::P
     responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/partners/{id}/benefits/{benefit_id}")]
-async fn admin_update_benefit(state: web::Data<AppState>, op: Operator, meta: RequestMeta, path: web::Path<(Uuid, Uuid)>, body: web::Json<BenefitInput>) -> Result<web::Json<BenefitView>, ApiError> {
+async fn admin_update_benefit(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<BenefitInput>,
+) -> Result<web::Json<BenefitView>, ApiError> {
     Ok(web::Json(service::update_benefit(&state, &meta.actor(&op), path.0, path.1, body.into_inner()).await?))
 }
 
 /// Deactivate a benefit (redemptions keep referring to it).
 #[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
 #[delete("/admin/partners/{id}/benefits/{benefit_id}")]
-async fn admin_deactivate_benefit(state: web::Data<AppState>, op: Operator, meta: RequestMeta, path: web::Path<(Uuid, Uuid)>) -> Result<web::Json<BenefitView>, ApiError> {
-    let change = BenefitInput { title: None, description: None, tiers: None, categories: None, quota: None, period: None, valid_from: None, valid_until: None, status: Some(Status::Inactive), offline_ok: None };
+async fn admin_deactivate_benefit(
+    state: web::Data<AppState>,
+    op: Operator,
+    meta: RequestMeta,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<web::Json<BenefitView>, ApiError> {
+    let change = BenefitInput {
+        title: None,
+        description: None,
+        tiers: None,
+        categories: None,
+        quota: None,
+        period: None,
+        valid_from: None,
+        valid_until: None,
+        status: Some(Status::Inactive),
+        offline_ok: None,
+    };
     Ok(web::Json(service::update_benefit(&state, &meta.actor(&op), path.0, path.1, change).await?))
 }

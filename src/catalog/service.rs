@@ -7,15 +7,14 @@ use entity::{benefit, partner};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::dto::{
-    AdminPartnerQuery, BenefitInput, BenefitQuery, BenefitView, District, PartnerCategory, PartnerInput, PartnerQuery, PartnerView,
-    Status,
+    AdminPartnerQuery, BenefitInput, BenefitQuery, BenefitView, District, PartnerCategory, PartnerInput, PartnerQuery, PartnerView, Status,
 };
 use crate::audit::{self, Actor, Change};
 use crate::classification::{self, Tier};
@@ -78,7 +77,9 @@ fn check_benefit(input: &BenefitInput, current: Option<&BenefitView>) -> Result<
     let tiers = input.tiers.as_ref().or(current.map(|c| &c.tiers));
     match tiers {
         None => errors.push(FieldError::new("tiers", "required", Text::new("必填", "required"))),
-        Some(t) if t.is_empty() => errors.push(FieldError::new("tiers", "empty", Text::new("至少选择一个层次", "choose at least one tier"))),
+        Some(t) if t.is_empty() => {
+            errors.push(FieldError::new("tiers", "empty", Text::new("至少选择一个层次", "choose at least one tier")))
+        }
         Some(_) => {}
     }
     let period = input.period.or(current.map(|c| c.period));
@@ -86,12 +87,22 @@ fn check_benefit(input: &BenefitInput, current: Option<&BenefitView>) -> Result<
     match (period, quota) {
         (None, _) => errors.push(FieldError::new("period", "required", Text::new("必填", "required"))),
         (Some(Period::Unlimited), Some(_)) => {
-            errors.push(FieldError::new("quota", "not_allowed", Text::new("不限次数的权益不能设置次数", "an unlimited benefit has no quota")));
+            errors.push(FieldError::new(
+                "quota",
+                "not_allowed",
+                Text::new("不限次数的权益不能设置次数", "an unlimited benefit has no quota"),
+            ));
         }
         (Some(Period::Unlimited), None) => {}
-        (Some(_), None) => errors.push(FieldError::new("quota", "required", Text::new("须设置每期次数", "a quota is required with this period"))),
+        (Some(_), None) => {
+            errors.push(FieldError::new("quota", "required", Text::new("须设置每期次数", "a quota is required with this period")))
+        }
         (Some(_), Some(q)) if !(1..=MAX_QUOTA).contains(&q) => {
-            errors.push(FieldError::new("quota", "out_of_range", Text::new(format!("次数须在 1 到 {MAX_QUOTA} 之间"), format!("quota must be 1..{MAX_QUOTA}"))));
+            errors.push(FieldError::new(
+                "quota",
+                "out_of_range",
+                Text::new(format!("次数须在 1 到 {MAX_QUOTA} 之间"), format!("quota must be 1..{MAX_QUOTA}")),
+            ));
         }
         (Some(_), Some(_)) => {}
     }
@@ -134,7 +145,13 @@ pub async fn create_partner(state: &AppState, actor: &Actor, input: PartnerInput
     let txn = db::begin_write(&state.db).await?;
     let created = model.insert(&txn).await?;
     let view = PartnerView::from(&created);
-    let change = Change { action: "partner.create", target_type: "partner", target_id: created.id.to_string(), before: None, after: Some(json!(view)) };
+    let change = Change {
+        action: "partner.create",
+        target_type: "partner",
+        target_id: created.id.to_string(),
+        before: None,
+        after: Some(json!(view)),
+    };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
@@ -239,7 +256,13 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     let txn = db::begin_write(&state.db).await?;
     let created = model.insert(&txn).await?;
     let view = BenefitView::from(&created);
-    let change = Change { action: "benefit.create", target_type: "benefit", target_id: created.id.to_string(), before: None, after: Some(json!(view)) };
+    let change = Change {
+        action: "benefit.create",
+        target_type: "benefit",
+        target_id: created.id.to_string(),
+        before: None,
+        after: Some(json!(view)),
+    };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
@@ -247,14 +270,16 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
 }
 
 async fn find_benefit<C: ConnectionTrait>(db: &C, partner_id: Uuid, id: Uuid) -> Result<benefit::Model, ApiError> {
-    benefit::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .filter(|b| b.partner_id == partner_id)
-        .ok_or_else(ApiError::not_found)
+    benefit::Entity::find_by_id(id).one(db).await?.filter(|b| b.partner_id == partner_id).ok_or_else(ApiError::not_found)
 }
 
-pub async fn update_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, id: Uuid, input: BenefitInput) -> Result<BenefitView, ApiError> {
+pub async fn update_benefit(
+    state: &AppState,
+    actor: &Actor,
+    partner_id: Uuid,
+    id: Uuid,
+    input: BenefitInput,
+) -> Result<BenefitView, ApiError> {
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let before = find_benefit(&txn, partner_id, id).await?;
@@ -297,7 +322,13 @@ pub async fn update_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     m.updated_at = Set(now);
     let after = m.update(&txn).await?;
     let view = BenefitView::from(&after);
-    let change = Change { action: "benefit.update", target_type: "benefit", target_id: id.to_string(), before: Some(json!(before_view)), after: Some(json!(view)) };
+    let change = Change {
+        action: "benefit.update",
+        target_type: "benefit",
+        target_id: id.to_string(),
+        before: Some(json!(before_view)),
+        after: Some(json!(view)),
+    };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
@@ -370,7 +401,9 @@ fn public_partners(q: &PartnerQuery) -> Result<Select<partner::Entity>, ApiError
             return Err(ApiError::validation(vec![FieldError::new("q", "too_long", Text::new("最多 50 个字符", "at most 50 characters"))]));
         }
         let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
-        let like = |col: partner::Column| Expr::expr(Func::lower(Expr::col(col))).like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'));
+        let like = |col: partner::Column| {
+            Expr::expr(Func::lower(Expr::col(col))).like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
+        };
         select = select.filter(
             Condition::any().add(like(partner::Column::Name)).add(like(partner::Column::Address)).add(like(partner::Column::Description)),
         );
@@ -408,12 +441,8 @@ pub async fn list_partners(state: &AppState, q: &PartnerQuery, page: &PageParams
     // By distance: rank every matching partner's position (a few columns each; Nanyang has
     // thousands of partners, not millions), then load the page.
     let (limit, after) = page.parse::<NearCursor>()?;
-    let positions: Vec<(Uuid, f64, f64)> = select
-        .select_only()
-        .columns([partner::Column::Id, partner::Column::Lat, partner::Column::Lng])
-        .into_tuple()
-        .all(&state.db)
-        .await?;
+    let positions: Vec<(Uuid, f64, f64)> =
+        select.select_only().columns([partner::Column::Id, partner::Column::Lat, partner::Column::Lng]).into_tuple().all(&state.db).await?;
     let mut ranked: Vec<(f64, Uuid)> = positions
         .into_iter()
         .map(|(id, lat, lng)| (distance_m(point, Point { lat, lng }), id))
@@ -450,7 +479,12 @@ fn active_partner_ids(category: Option<PartnerCategory>) -> sea_orm::sea_query::
     sub
 }
 
-pub async fn public_benefits(state: &AppState, partner: Option<Uuid>, q: &BenefitQuery, page: &PageParams) -> Result<Page<BenefitView>, ApiError> {
+pub async fn public_benefits(
+    state: &AppState,
+    partner: Option<Uuid>,
+    q: &BenefitQuery,
+    page: &PageParams,
+) -> Result<Page<BenefitView>, ApiError> {
     let (limit, after) = page.parse::<Uuid>()?;
     if let Some(id) = partner {
         public_partner(state, id).await?;
@@ -464,7 +498,9 @@ pub async fn public_benefits(state: &AppState, partner: Option<Uuid>, q: &Benefi
         select = select.filter(benefit::Column::Tiers.like(tier_pattern(tier)));
     }
     if let Some(c) = q.category {
-        select = select.filter(Condition::any().add(benefit::Column::Categories.eq("")).add(benefit::Column::Categories.like(format!("%{}%", c.as_str()))));
+        select = select.filter(
+            Condition::any().add(benefit::Column::Categories.eq("")).add(benefit::Column::Categories.like(format!("%{}%", c.as_str()))),
+        );
     }
     if let Some(after) = after {
         select = select.filter(benefit::Column::Id.gt(after));

@@ -101,10 +101,8 @@ impl Keyring {
             return Err(CryptoError::Malformed);
         }
         let (nonce, ct) = blob.split_at(12);
-        let pt = keys
-            .aead
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
-            .map_err(|_| CryptoError::Tampered)?;
+        let pt =
+            keys.aead.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() }).map_err(|_| CryptoError::Tampered)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Malformed)
     }
 

@@ -24,7 +24,14 @@ pub enum Begin {
     Mismatch,
 }
 
-pub async fn begin<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, hash: &str, now: DateTime<Utc>, lease: Duration) -> Result<Begin, DbErr> {
+pub async fn begin<C: ConnectionTrait>(
+    db: &C,
+    staff: Uuid,
+    key: &str,
+    hash: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Begin, DbErr> {
     let claim = idempotency_key::ActiveModel {
         staff_id: Set(staff),
         key: Set(key.to_owned()),

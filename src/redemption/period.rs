@@ -20,7 +20,8 @@ pub enum Period {
 }
 
 impl Period {
-    pub const ALL: [Period; 7] = [Period::Day, Period::Week, Period::Month, Period::Quarter, Period::Year, Period::Lifetime, Period::Unlimited];
+    pub const ALL: [Period; 7] =
+        [Period::Day, Period::Week, Period::Month, Period::Quarter, Period::Year, Period::Lifetime, Period::Unlimited];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,7 +12,12 @@ use super::period;
 use crate::catalog::dto::BenefitView;
 
 /// Reads the card's counters for the benefits, then as [`remaining`].
-pub async fn uses<C: ConnectionTrait>(db: &C, card_id: Uuid, benefits: Vec<BenefitView>, now: DateTime<Utc>) -> Result<Vec<BenefitUse>, DbErr> {
+pub async fn uses<C: ConnectionTrait>(
+    db: &C,
+    card_id: Uuid,
+    benefits: Vec<BenefitView>,
+    now: DateTime<Utc>,
+) -> Result<Vec<BenefitUse>, DbErr> {
     let ids: Vec<Uuid> = benefits.iter().filter(|b| b.quota.is_some()).map(|b| b.id).collect();
     let used: HashMap<(Uuid, String), i32> = if ids.is_empty() {
         HashMap::new()

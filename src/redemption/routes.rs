@@ -5,7 +5,10 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::dto::{AdminStats, StatsQuery, BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery, VerifyRequest, VerifyView, VoidRequest};
+use super::dto::{
+    AdminStats, BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery,
+    StatsQuery, VerifyRequest, VerifyView, VoidRequest,
+};
 use super::idempotency::{self, Begin};
 use super::{render, service};
 use crate::auth::{AnyAdmin, RequestMeta, Staff, SuperAdmin, Talent};
@@ -81,7 +84,12 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
     )
 )]
 #[post("/merchant/redemptions")]
-async fn redeem(state: web::Data<AppState>, staff: Staff, req: HttpRequest, body: web::Json<RedeemRequest>) -> Result<HttpResponse, ApiError> {
+async fn redeem(
+    state: web::Data<AppState>,
+    staff: Staff,
+    req: HttpRequest,
+    body: web::Json<RedeemRequest>,
+) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let hash = sha256_hex(&serde_json::to_vec(&*body)?);
     let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
@@ -91,7 +99,10 @@ async fn redeem(state: web::Data<AppState>, staff: Staff, req: HttpRequest, body
         Begin::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let content_type = if status.is_success() { "application/json" } else { PROBLEM_JSON };
-            return Ok(HttpResponse::build(status).insert_header((header::CONTENT_TYPE, content_type)).insert_header(("idempotent-replayed", "true")).body(body));
+            return Ok(HttpResponse::build(status)
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .insert_header(("idempotent-replayed", "true"))
+                .body(body));
         }
         Begin::InFlight => return Err(ApiError::new(ErrorCode::IdempotencyInFlight)),
         Begin::Mismatch => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
@@ -120,14 +131,25 @@ async fn redeem(state: web::Data<AppState>, staff: Staff, req: HttpRequest, body
     responses((status = OK, body = RedemptionView), (status = CONFLICT, description = "`already_voided`, `void_window_passed`", body = ProblemBody), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[post("/merchant/redemptions/{id}/void")]
-async fn void(state: web::Data<AppState>, staff: Staff, meta: RequestMeta, id: web::Path<Uuid>, body: web::Json<VoidRequest>) -> Result<web::Json<RedemptionView>, ApiError> {
+async fn void(
+    state: web::Data<AppState>,
+    staff: Staff,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<VoidRequest>,
+) -> Result<web::Json<RedemptionView>, ApiError> {
     Ok(web::Json(service::void(&state, &staff, &meta.actor(&staff), *id, &body.reason).await?))
 }
 
 /// Your partner's redemptions, newest first.
 #[utoipa::path(tag = "merchant", params(RedemptionFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
 #[get("/merchant/redemptions")]
-async fn merchant_redemptions(state: web::Data<AppState>, staff: Staff, filter: web::Query<RedemptionFilter>, page: web::Query<PageParams>) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
+async fn merchant_redemptions(
+    state: web::Data<AppState>,
+    staff: Staff,
+    filter: web::Query<RedemptionFilter>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
     Ok(web::Json(service::for_partner(&state, &staff, filter.benefit_id, &page).await?))
 }
 
@@ -164,14 +186,22 @@ async fn my_qr_svg(state: web::Data<AppState>, talent: Talent) -> Result<HttpRes
 /// Every benefit the talent's card may use now, with remaining uses and next reset.
 #[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<BenefitUse>), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
 #[get("/me/benefits")]
-async fn my_benefits(state: web::Data<AppState>, talent: Talent, page: web::Query<PageParams>) -> Result<web::Json<Page<BenefitUse>>, ApiError> {
+async fn my_benefits(
+    state: web::Data<AppState>,
+    talent: Talent,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<BenefitUse>>, ApiError> {
     Ok(web::Json(service::my_benefits(&state, talent.user_id, &page).await?))
 }
 
 /// The talent's redemptions, newest first.
 #[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
 #[get("/me/redemptions")]
-async fn my_redemptions(state: web::Data<AppState>, talent: Talent, page: web::Query<PageParams>) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
+async fn my_redemptions(
+    state: web::Data<AppState>,
+    talent: Talent,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
     Ok(web::Json(service::for_talent(&state, talent.user_id, &page).await?))
 }
 
@@ -211,7 +241,12 @@ async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
     responses((status = OK, body = AdminStats, description = "JSON, or CSV with `Accept: text/csv`"), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[get("/admin/stats")]
-async fn admin_stats(state: web::Data<AppState>, _: AnyAdmin, req: HttpRequest, q: web::Query<StatsQuery>) -> Result<HttpResponse, ApiError> {
+async fn admin_stats(
+    state: web::Data<AppState>,
+    _: AnyAdmin,
+    req: HttpRequest,
+    q: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let today = state.clock.now().with_timezone(&crate::clock::BEIJING).date_naive();
     let to = q.to.unwrap_or(today);
     let from = q.from.unwrap_or(to - chrono::Duration::days(29));

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{benefit, card, quota_counter, visit};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QuerySelect, QueryTrait, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -115,7 +115,8 @@ async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Sc
             Err(e) if db::is_unique_violation(&e) => false,
             Err(e) => return Err(e),
         };
-    let partner_benefits = benefit::Entity::find().select_only().column(benefit::Column::Id).filter(benefit::Column::PartnerId.eq(v.partner_id));
+    let partner_benefits =
+        benefit::Entity::find().select_only().column(benefit::Column::Id).filter(benefit::Column::PartnerId.eq(v.partner_id));
     let used = quota_counter::Entity::find()
         .filter(quota_counter::Column::CardId.eq(v.card_id))
         .filter(quota_counter::Column::BenefitId.in_subquery(partner_benefits.into_query()))

@@ -9,12 +9,12 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, redemption, visit};
+use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
     JoinType, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
-use sea_orm::ExprTrait;
 use uuid::Uuid;
 
 use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
@@ -91,7 +91,8 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
         QrError::Expired => ApiError::new(ErrorCode::QrExpired),
     })?;
     let offered = offered_by(state, partner_id).await?;
-    let visit = NewVisit { id: Uuid::now_v7(), card_id: token.card, partner_id, staff_id: staff.user_id, nonce: qr::nonce_key(&token), now };
+    let visit =
+        NewVisit { id: Uuid::now_v7(), card_id: token.card, partner_id, staff_id: staff.user_id, nonce: qr::nonce_key(&token), now };
     let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
     if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
         return Err(problem);
@@ -117,7 +118,13 @@ struct Checked {
 /// On PostgreSQL: one read, then one statement that does all three writes (atomic on its
 /// own, and the one round trip that waits for the disk). The checks read committed state,
 /// exactly as they would inside a READ COMMITTED transaction. SQLite: one transaction.
-pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: Uuid, benefit_id: Uuid) -> Result<RedemptionView, ApiError> {
+pub async fn redeem(
+    state: &AppState,
+    staff: &SessionInfo,
+    key: &str,
+    visit_id: Uuid,
+    benefit_id: Uuid,
+) -> Result<RedemptionView, ApiError> {
     let partner_id = staff_partner(staff)?;
     // Stored with microseconds: the response shows what a later read shows.
     let now = state.clock.now().trunc_subsecs(6);
@@ -136,7 +143,12 @@ pub async fn redeem(state: &AppState, staff: &SessionInfo, key: &str, visit_id: 
         let r = &checked.row;
         // One statement takes a use: the first of the period creates the counter at 1, the
         // others add one only while below the quota.
-        let counter = quota_counter::ActiveModel { card_id: Set(r.card_id), benefit_id: Set(r.benefit_id), period_key: Set(r.period_key.clone()), used: Set(1) };
+        let counter = quota_counter::ActiveModel {
+            card_id: Set(r.card_id),
+            benefit_id: Set(r.benefit_id),
+            period_key: Set(r.period_key.clone()),
+            used: Set(1),
+        };
         let used = Expr::col((quota_counter::Entity, quota_counter::Column::Used));
         let taken = quota_counter::Entity::insert(counter)
             .on_conflict(
@@ -326,7 +338,12 @@ async fn page_of(state: &AppState, rows: Vec<redemption::Model>, limit: u64) -> 
 }
 
 /// Newest first.
-pub async fn for_partner(state: &AppState, staff: &SessionInfo, benefit: Option<Uuid>, page: &PageParams) -> Result<Page<RedemptionView>, ApiError> {
+pub async fn for_partner(
+    state: &AppState,
+    staff: &SessionInfo,
+    benefit: Option<Uuid>,
+    page: &PageParams,
+) -> Result<Page<RedemptionView>, ApiError> {
     let partner_id = staff_partner(staff)?;
     let (limit, before) = page.parse::<Uuid>()?;
     let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
@@ -343,7 +360,8 @@ pub async fn for_partner(state: &AppState, staff: &SessionInfo, benefit: Option<
 /// The talent's own redemptions, over all their cards, newest first.
 pub async fn for_talent(state: &AppState, user_id: Uuid, page: &PageParams) -> Result<Page<RedemptionView>, ApiError> {
     let (limit, before) = page.parse::<Uuid>()?;
-    let cards: Vec<Uuid> = card::Entity::find().filter(card::Column::UserId.eq(user_id)).all(&state.db).await?.into_iter().map(|c| c.id).collect();
+    let cards: Vec<Uuid> =
+        card::Entity::find().filter(card::Column::UserId.eq(user_id)).all(&state.db).await?.into_iter().map(|c| c.id).collect();
     let mut q = redemption::Entity::find().filter(redemption::Column::CardId.is_in(cards));
     if let Some(before) = before {
         q = q.filter(redemption::Column::Id.lt(before));
@@ -356,7 +374,8 @@ pub async fn for_talent(state: &AppState, user_id: Uuid, page: &PageParams) -> R
 pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> Result<Page<super::dto::BenefitUse>, ApiError> {
     let now = state.clock.now();
     let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
-    let query = crate::catalog::dto::BenefitQuery { tier: Some(tier_of(&card)), category: Some(category_of(&card)), partner_category: None };
+    let query =
+        crate::catalog::dto::BenefitQuery { tier: Some(tier_of(&card)), category: Some(category_of(&card)), partner_category: None };
     let listed = crate::catalog::service::public_benefits(state, None, &query, page).await?;
     let (tier, category) = (tier_of(&card), category_of(&card));
     let usable: Vec<BenefitView> = listed.items.into_iter().filter(|b| eligible(b, tier, category, now)).collect();
@@ -387,7 +406,10 @@ pub async fn merchant_stats(state: &AppState, staff: &SessionInfo) -> Result<Mer
         d.and_hms_opt(0, 0, 0).and_then(|d| d.and_local_timezone(BEIJING).single()).map_or(now, |d| d.with_timezone(&Utc))
     };
     let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
-    Ok(MerchantStats { today: counts(state, partner_id, midnight(today)).await?, this_month: counts(state, partner_id, midnight(first_of_month)).await? })
+    Ok(MerchantStats {
+        today: counts(state, partner_id, midnight(today)).await?,
+        this_month: counts(state, partner_id, midnight(first_of_month)).await?,
+    })
 }
 
 pub async fn revocations(state: &AppState, since: i64, limit: i64) -> Result<RevocationFeed, ApiError> {
@@ -414,7 +436,13 @@ pub async fn rotate_keys(state: &AppState, actor: &Actor) -> Result<String, ApiE
     let kid = crate::cards::keys::rotate(&state.db, &state.keyring, now).await?;
     state.qr_keys.get(&state.db, &state.keyring, true).await?;
     let txn = db::begin_write(&state.db).await?;
-    audit::record(&txn, actor, Change { action: "keys.rotate", target_type: "signing_key", target_id: kid.clone(), before: None, after: None }, now).await?;
+    audit::record(
+        &txn,
+        actor,
+        Change { action: "keys.rotate", target_type: "signing_key", target_id: kid.clone(), before: None, after: None },
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(kid)
 }
@@ -442,7 +470,10 @@ pub async fn admin_stats(state: &AppState, from: chrono::NaiveDate, to: chrono::
         .into_tuple()
         .all(&state.db)
         .await?;
-    Ok(rows.into_iter().map(|(day, partner_id, benefit_id, tier, count)| super::dto::StatRow { day, partner_id, benefit_id, tier, count }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(day, partner_id, benefit_id, tier, count)| super::dto::StatRow { day, partner_id, benefit_id, tier, count })
+        .collect())
 }
 
 /// Housekeeping: forgets idempotency keys after their retention and old visits.

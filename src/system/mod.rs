@@ -58,10 +58,8 @@ async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db_up, cache_up) = tokio::join!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),
-    );
+    let (db_up, cache_up) =
+        tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),);
     let db_up = matches!(db_up, Ok(Ok(())));
     let cache_up = matches!(cache_up, Ok(Ok(())));
     let up = |ok: bool| if ok { "up" } else { "down" };

@@ -12,7 +12,15 @@ use crate::support::{assert_problem, json, spawn_app};
 async fn super_admins_create_admins_and_every_write_is_audited() {
     let app = spawn_app().await;
     let root = app.admin(Role::SuperAdmin).await;
-    let (status, created) = json(app.post_as("/api/v1/admin/users", &root.access, &json!({"username": "Reviewer.Wang", "password": "Initial-pass-1", "role": "reviewer"})).await).await;
+    let (status, created) = json(
+        app.post_as(
+            "/api/v1/admin/users",
+            &root.access,
+            &json!({"username": "Reviewer.Wang", "password": "Initial-pass-1", "role": "reviewer"}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["username"], "reviewer.wang");
     assert_eq!(created["role"], "reviewer");
@@ -21,12 +29,7 @@ async fn super_admins_create_admins_and_every_write_is_audited() {
     assert!(created.get("password_hash").is_none());
     let id = created["id"].as_str().unwrap();
 
-    let entry = audit_log::Entity::find()
-        .filter(audit_log::Column::TargetId.eq(id))
-        .one(&app.state.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = audit_log::Entity::find().filter(audit_log::Column::TargetId.eq(id)).one(&app.state.db).await.unwrap().unwrap();
     assert_eq!(entry.action, "account.create");
     assert_eq!(entry.actor_id, Some(root.user_id));
     assert_eq!(entry.actor_role, "super_admin");
@@ -45,12 +48,16 @@ async fn bad_account_input_changes_nothing() {
     let root = app.admin(Role::SuperAdmin).await;
     let create = |body: serde_json::Value| app.post_as("/api/v1/admin/users", &root.access, &body);
     assert_eq!(create(json!({"username": "dup.user", "password": "Initial-pass-1", "role": "operator"})).await.status(), 201);
-    assert_problem(create(json!({"username": "DUP.user", "password": "Initial-pass-1", "role": "operator"})).await, 409, "username_taken").await;
-    let body = assert_problem(create(json!({"username": "a b", "password": "short", "role": "operator"})).await, 422, "validation_failed").await;
+    assert_problem(create(json!({"username": "DUP.user", "password": "Initial-pass-1", "role": "operator"})).await, 409, "username_taken")
+        .await;
+    let body =
+        assert_problem(create(json!({"username": "a b", "password": "short", "role": "operator"})).await, 422, "validation_failed").await;
     let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["username", "password"]);
-    assert_problem(create(json!({"username": "talent.x", "password": "Initial-pass-1", "role": "talent"})).await, 422, "validation_failed").await;
-    assert_problem(create(json!({"username": "x.y", "password": "Initial-pass-1", "role": "emperor"})).await, 422, "validation_failed").await;
+    assert_problem(create(json!({"username": "talent.x", "password": "Initial-pass-1", "role": "talent"})).await, 422, "validation_failed")
+        .await;
+    assert_problem(create(json!({"username": "x.y", "password": "Initial-pass-1", "role": "emperor"})).await, 422, "validation_failed")
+        .await;
     let creates = audit_log::Entity::find().filter(audit_log::Column::Action.eq("account.create")).all(&app.state.db).await.unwrap();
     // The root account (made by the harness) and dup.user.
     assert_eq!(creates.len(), 2);
@@ -127,7 +134,8 @@ async fn a_password_reset_forces_a_change_and_signs_out() {
     let app = spawn_app().await;
     let root = app.admin(Role::SuperAdmin).await;
     let (username, op) = app.account(Role::Operator, None).await;
-    let res = app.post_as(&format!("/api/v1/admin/users/{}/password", op.user_id), &root.access, &json!({"password": "Reset-pass-123"})).await;
+    let res =
+        app.post_as(&format!("/api/v1/admin/users/{}/password", op.user_id), &root.access, &json!({"password": "Reset-pass-123"})).await;
     assert_eq!(res.status(), 204);
     assert_problem(app.get_as("/api/v1/me", &op.access).await, 401, "session_revoked").await;
     let (_, tokens) = json(app.password_login(&username, "Reset-pass-123").await).await;
@@ -140,7 +148,11 @@ async fn concurrent_audited_writes_keep_one_unbroken_chain() {
     let app = spawn_app().await;
     let root = app.admin(Role::SuperAdmin).await;
     let results = futures_util::future::join_all((0..12).map(|i| {
-        app.post_as("/api/v1/admin/users", &root.access, &json!({"username": format!("c.{i}"), "password": "Initial-pass-1", "role": "operator"}))
+        app.post_as(
+            "/api/v1/admin/users",
+            &root.access,
+            &json!({"username": format!("c.{i}"), "password": "Initial-pass-1", "role": "operator"}),
+        )
     }))
     .await;
     assert!(results.iter().all(|r| r.status() == 201));

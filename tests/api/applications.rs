@@ -28,7 +28,15 @@ async fn apply_review_and_issue() {
     assert_eq!(queue["items"].as_array().unwrap().len(), 1);
     assert_eq!(queue["items"][0]["real_name"], "李*华");
 
-    let (status, approved) = json(app.post_as(&format!("/api/v1/admin/applications/{app_id}/approve"), &reviewer.access, &json!({"tier": "B", "category": "sci_tech", "valid_years": 5})).await).await;
+    let (status, approved) = json(
+        app.post_as(
+            &format!("/api/v1/admin/applications/{app_id}/approve"),
+            &reviewer.access,
+            &json!({"tier": "B", "category": "sci_tech", "valid_years": 5}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["status"], "approved");
     let card_id = approved["card_id"].as_str().unwrap().to_owned();
@@ -59,12 +67,19 @@ async fn identity_rules_and_bad_input() {
     let talent = app.talent("wang").await;
     let mut bad = id_number(2);
     bad.replace_range(17..18, if bad.ends_with('1') { "2" } else { "1" });
-    let body = assert_problem(app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &bad)).await, 422, "validation_failed").await;
+    let body =
+        assert_problem(app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &bad)).await, 422, "validation_failed")
+            .await;
     assert_eq!((body["errors"][0]["field"].as_str(), body["errors"][0]["code"].as_str()), (Some("id_number"), Some("check_digit")));
     // 30 February.
     let body_no_check = "411302199002301".to_owned() + "23";
     let feb30 = format!("{body_no_check}{}", zhuge_card::cards::number::mod11_2(&body_no_check).unwrap());
-    let body = assert_problem(app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &feb30)).await, 422, "validation_failed").await;
+    let body = assert_problem(
+        app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &feb30)).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(body["errors"][0]["code"], "birth_date");
     let mut missing = application("王", &id_number(2));
     missing["employer"] = json!("");
@@ -74,20 +89,42 @@ async fn identity_rules_and_bad_input() {
     assert_eq!(application::Entity::find().count(&app.state.db).await.unwrap(), 0);
 
     let first = app.apply(&talent, &application("王强", &id_number(2))).await;
-    assert_problem(app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &id_number(3))).await, 409, "application_open").await;
+    assert_problem(
+        app.post_as("/api/v1/me/applications", &talent.access, &application("王强", &id_number(3))).await,
+        409,
+        "application_open",
+    )
+    .await;
 
     // Someone else cannot see or withdraw it.
     let other = app.talent("zhao").await;
-    assert_problem(app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &other.access, &json!({})).await, 404, "not_found").await;
-    let (status, withdrawn) = json(app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &talent.access, &json!({})).await).await;
+    assert_problem(app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &other.access, &json!({})).await, 404, "not_found")
+        .await;
+    let (status, withdrawn) =
+        json(app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &talent.access, &json!({})).await).await;
     assert_eq!((status, withdrawn["status"].as_str()), (200, Some("withdrawn")));
-    assert_problem(app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &talent.access, &json!({})).await, 409, "application_decided").await;
+    assert_problem(
+        app.post_as(&format!("/api/v1/me/applications/{first}/withdraw"), &talent.access, &json!({})).await,
+        409,
+        "application_decided",
+    )
+    .await;
 
     // An ID number holding a live card cannot apply again, whoever applies with it.
     let holder = app.issue_card("holder", "赵敏", &id_number(4), "C", "youth").await;
-    let body = assert_problem(app.post_as("/api/v1/me/applications", &other.access, &application("赵敏", &id_number(4))).await, 409, "id_number_has_card").await;
+    let body = assert_problem(
+        app.post_as("/api/v1/me/applications", &other.access, &application("赵敏", &id_number(4))).await,
+        409,
+        "id_number_has_card",
+    )
+    .await;
     assert!(!body.to_string().contains("holder"));
-    assert_problem(app.post_as("/api/v1/me/applications", &holder.talent.access, &application("赵敏", &id_number(5))).await, 409, "card_exists").await;
+    assert_problem(
+        app.post_as("/api/v1/me/applications", &holder.talent.access, &application("赵敏", &id_number(5))).await,
+        409,
+        "card_exists",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -96,12 +133,29 @@ async fn decided_applications_stay_decided() {
     let talent = app.talent("sun").await;
     let id = app.apply(&talent, &application("孙悦", &id_number(6))).await;
     let reviewer = app.admin(Role::Reviewer).await;
-    assert_problem(app.post_as(&format!("/api/v1/admin/applications/{id}/reject"), &reviewer.access, &json!({"reason": " "})).await, 422, "validation_failed").await;
-    let (status, rejected) = json(app.post_as(&format!("/api/v1/admin/applications/{id}/reject"), &reviewer.access, &json!({"reason": "材料不全"})).await).await;
+    assert_problem(
+        app.post_as(&format!("/api/v1/admin/applications/{id}/reject"), &reviewer.access, &json!({"reason": " "})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let (status, rejected) =
+        json(app.post_as(&format!("/api/v1/admin/applications/{id}/reject"), &reviewer.access, &json!({"reason": "材料不全"})).await).await;
     assert_eq!((status, rejected["reason"].as_str()), (200, Some("材料不全")));
-    assert_problem(app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &reviewer.access, &json!({"tier": "A", "category": "civil"})).await, 409, "application_decided").await;
+    assert_problem(
+        app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &reviewer.access, &json!({"tier": "A", "category": "civil"}))
+            .await,
+        409,
+        "application_decided",
+    )
+    .await;
     assert_eq!(card::Entity::find().count(&app.state.db).await.unwrap(), 0);
-    assert_problem(app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &talent.access, &json!({"tier": "A", "category": "civil"})).await, 403, "forbidden").await;
+    assert_problem(
+        app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &talent.access, &json!({"tier": "A", "category": "civil"})).await,
+        403,
+        "forbidden",
+    )
+    .await;
     // A rejected applicant may apply again.
     app.apply(&talent, &application("孙悦", &id_number(6))).await;
 }
@@ -132,7 +186,10 @@ async fn many_approvals_at_once_get_unique_numbers() {
         ids.push(app.apply(&t, &application("周八", &id_number(100 + n))).await);
     }
     let body = json!({"tier": "E", "category": "skilled"});
-    let results = futures_util::future::join_all(ids.iter().map(|id| app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &reviewer.access, &body))).await;
+    let results = futures_util::future::join_all(
+        ids.iter().map(|id| app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &reviewer.access, &body)),
+    )
+    .await;
     assert!(results.iter().all(|r| r.status() == 200));
     let mut numbers: Vec<String> = card::Entity::find().all(&app.state.db).await.unwrap().into_iter().map(|c| c.card_no).collect();
     numbers.sort();
@@ -149,7 +206,9 @@ async fn documents_are_checked_by_content_and_kept_private() {
     let talent = app.talent("doc").await;
     let upload = |bytes: Vec<u8>, mime: &str| {
         let part = reqwest::multipart::Part::bytes(bytes).file_name("degree.pdf").mime_str(mime).unwrap();
-        app.auth(reqwest::Method::POST, "/api/v1/me/documents", &talent.access).multipart(reqwest::multipart::Form::new().part("file", part)).send()
+        app.auth(reqwest::Method::POST, "/api/v1/me/documents", &talent.access)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
     };
     let (status, doc) = json(upload(b"%PDF-1.7\n1 0 obj\n".to_vec(), "application/pdf").await.unwrap()).await;
     assert_eq!(status, 201, "{doc}");
@@ -175,6 +234,7 @@ async fn documents_are_checked_by_content_and_kept_private() {
     assert_problem(app.post_as("/api/v1/me/applications", &other.access, &body).await, 422, "validation_failed").await;
     let (status, a) = json(app.post_as("/api/v1/me/applications", &talent.access, &body).await).await;
     assert_eq!((status, a["document_ids"][0].as_str()), (201, Some(doc_id.as_str())));
-    let stored = application::Entity::find().filter(application::Column::UserId.eq(talent.user_id)).one(&app.state.db).await.unwrap().unwrap();
+    let stored =
+        application::Entity::find().filter(application::Column::UserId.eq(talent.user_id)).one(&app.state.db).await.unwrap().unwrap();
     assert!(stored.document_ids.contains(&doc_id));
 }

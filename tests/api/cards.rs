@@ -13,7 +13,9 @@ async fn suspend_resume_revoke_renew_change() {
     let app = spawn_app().await;
     let issued = app.issue_card("life", "陈立", &id_number(20), "C", "social").await;
     let reviewer = app.admin(Role::Reviewer).await;
-    let op = |action: &str, body: serde_json::Value| app.post_as(&format!("/api/v1/admin/cards/{}/{action}", issued.card_id), &reviewer.access, &body);
+    let op = |action: &str, body: serde_json::Value| {
+        app.post_as(&format!("/api/v1/admin/cards/{}/{action}", issued.card_id), &reviewer.access, &body)
+    };
     let reason = json!({"reason": "核查中"});
 
     let (status, c) = json(op("suspend", reason.clone()).await).await;
@@ -26,7 +28,12 @@ async fn suspend_resume_revoke_renew_change() {
     let (_, c) = json(op("renew", json!({"reason": "续期", "valid_years": 2})).await).await;
     assert!(c["valid_until"].as_str().unwrap() > before.as_str());
     assert_problem(op("renew", json!({"reason": "续期", "valid_years": 11})).await, 422, "validation_failed").await;
-    let res = app.auth(reqwest::Method::PATCH, &format!("/api/v1/admin/cards/{}", issued.card_id), &reviewer.access).json(&json!({"tier": "A", "reason": "晋升"})).send().await.unwrap();
+    let res = app
+        .auth(reqwest::Method::PATCH, &format!("/api/v1/admin/cards/{}", issued.card_id), &reviewer.access)
+        .json(&json!({"tier": "A", "reason": "晋升"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(json(res).await.1["tier"], "A");
     assert_problem(op("suspend", json!({"reason": ""})).await, 422, "validation_failed").await;
     let (_, c) = json(op("revoke", json!({"reason": "离开南阳"})).await).await;
@@ -38,7 +45,9 @@ async fn suspend_resume_revoke_renew_change() {
     assert_eq!(kinds, ["issued", "suspended", "resumed", "renewed", "changed", "revoked"]);
     assert_eq!(c["events"][5]["reason"], "离开南阳");
     assert_eq!(c["events"][5]["actor_id"], reviewer.user_id.to_string());
-    let (_, log) = json(app.get_as(&format!("/api/v1/admin/audit-log?target_id={}", issued.card_id), &app.admin(Role::Operator).await.access).await).await;
+    let (_, log) =
+        json(app.get_as(&format!("/api/v1/admin/audit-log?target_id={}", issued.card_id), &app.admin(Role::Operator).await.access).await)
+            .await;
     let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["card.revoke", "card.change", "card.renew", "card.resume", "card.suspend", "card.issue"]);
 

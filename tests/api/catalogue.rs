@@ -35,7 +35,8 @@ async fn operators_create_partners_with_benefits_and_talents_browse_them() {
     assert_eq!((first["quota"].clone(), first["period"].clone()), (json!(3), json!("year")));
     assert_eq!(first["valid_from"], "2025-12-31T16:00:00Z");
 
-    let audited = audit_log::Entity::find().filter(audit_log::Column::TargetId.eq(p.to_string())).one(&app.state.db).await.unwrap().unwrap();
+    let audited =
+        audit_log::Entity::find().filter(audit_log::Column::TargetId.eq(p.to_string())).one(&app.state.db).await.unwrap().unwrap();
     assert_eq!((audited.action.as_str(), audited.actor_id), ("partner.create", Some(op.user_id)));
 }
 
@@ -55,7 +56,9 @@ async fn bad_partner_and_benefit_input_is_refused_with_field_errors() {
     let body = assert_problem(app.post_as("/api/v1/admin/partners", &op.access, &bad).await, 422, "validation_failed").await;
     let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "lat", "lng"]);
-    let body = assert_problem(app.post_as("/api/v1/admin/partners", &op.access, &json!({"name": "only a name"})).await, 422, "validation_failed").await;
+    let body =
+        assert_problem(app.post_as("/api/v1/admin/partners", &op.access, &json!({"name": "only a name"})).await, 422, "validation_failed")
+            .await;
     assert!(body["errors"].as_array().unwrap().len() >= 4);
     assert_eq!(partner::Entity::find().count(&app.state.db).await.unwrap(), 0);
 
@@ -85,7 +88,12 @@ async fn bad_partner_and_benefit_input_is_refused_with_field_errors() {
     unlimited["period"] = json!("unlimited");
     unlimited.as_object_mut().unwrap().remove("quota");
     app.create_benefit(&op.access, p, unlimited).await;
-    assert_problem(app.post_as(&format!("/api/v1/admin/partners/{}/benefits", uuid::Uuid::now_v7()), &op.access, &benefit_body("x")).await, 404, "not_found").await;
+    assert_problem(
+        app.post_as(&format!("/api/v1/admin/partners/{}/benefits", uuid::Uuid::now_v7()), &op.access, &benefit_body("x")).await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -214,7 +222,8 @@ async fn a_catalogue_change_on_one_instance_is_seen_by_the_next_request_on_anoth
     let op = a.admin(Role::Operator).await;
     let p = a.create_partner(&op.access, partner_body("原名")).await;
     assert_eq!(json(b.get(&format!("/api/v1/partners/{p}")).await).await.1["name"], "原名");
-    let res = a.auth(Method::PATCH, &format!("/api/v1/admin/partners/{p}"), &op.access).json(&json!({"name": "新名"})).send().await.unwrap();
+    let res =
+        a.auth(Method::PATCH, &format!("/api/v1/admin/partners/{p}"), &op.access).json(&json!({"name": "新名"})).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(json(b.get(&format!("/api/v1/partners/{p}")).await).await.1["name"], "新名");
 }

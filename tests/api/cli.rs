@@ -87,7 +87,12 @@ fn create_admin_reads_the_password_from_stdin_and_the_account_can_sign_in() {
     let hash: Option<String> = rt.block_on(async {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         let conn = sea_orm::Database::connect(url).await.unwrap();
-        entity::user::Entity::find().filter(entity::user::Column::Username.eq("root.admin")).one(&conn).await.unwrap().and_then(|u| u.password_hash)
+        entity::user::Entity::find()
+            .filter(entity::user::Column::Username.eq("root.admin"))
+            .one(&conn)
+            .await
+            .unwrap()
+            .and_then(|u| u.password_hash)
     });
     assert!(hash.unwrap().starts_with("$argon2id$"));
 }

@@ -148,6 +148,7 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
 
     let rows = redemption::Entity::find().filter(redemption::Column::CardId.eq(holder.card_id)).count(&app.state.db).await.unwrap();
     assert_eq!(rows, seen.len() as u64, "one redemption per key, no more");
-    let counter = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(holder.card_id)).one(&app.state.db).await.unwrap().unwrap();
+    let counter =
+        quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(holder.card_id)).one(&app.state.db).await.unwrap().unwrap();
     assert_eq!(counter.used as u64, rows);
 }

@@ -15,7 +15,8 @@ fn database_bytes(app: &crate::support::TestApp) -> Vec<u8> {
     match postgres_url() {
         Some(_) => {
             let url = app.state.settings.database_url();
-            let out = std::process::Command::new("pg_dump").args(["--data-only", "--no-owner", &url]).output().expect("pg_dump is installed");
+            let out =
+                std::process::Command::new("pg_dump").args(["--data-only", "--no-owner", &url]).output().expect("pg_dump is installed");
             assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
             out.stdout
         }

@@ -60,7 +60,14 @@ impl Scene {
         (body["visit_id"].as_str().unwrap().parse().unwrap(), body)
     }
 
-    fn redeem_as(&self, app: &TestApp, staff: &Tokens, visit: Uuid, benefit: Uuid, key: &str) -> impl Future<Output = reqwest::Response> + use<> {
+    fn redeem_as(
+        &self,
+        app: &TestApp,
+        staff: &Tokens,
+        visit: Uuid,
+        benefit: Uuid,
+        key: &str,
+    ) -> impl Future<Output = reqwest::Response> + use<> {
         let req = app
             .auth(Method::POST, "/api/v1/merchant/redemptions", &staff.access)
             .header("idempotency-key", key)
@@ -135,7 +142,12 @@ async fn fifty_concurrent_redemptions_of_a_quota_of_three_succeed_three_times() 
     }
     assert_eq!((created, exhausted), (3, 47));
     assert_eq!(s.used().await, 3);
-    let counter = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).one(&s.app.state.db).await.unwrap().unwrap();
+    let counter = quota_counter::Entity::find()
+        .filter(quota_counter::Column::CardId.eq(s.holder.card_id))
+        .one(&s.app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(counter.used, 3);
 }
 
@@ -144,7 +156,8 @@ async fn the_same_qr_verified_concurrently_on_two_instances_opens_one_visit() {
     let s = scene().await;
     let sibling = s.app.sibling().await;
     let qr = s.qr().await;
-    let results = futures_util::future::join_all((0..10).map(|i| s.verify_as(if i % 2 == 0 { &s.app } else { &sibling }, &s.staff, &qr))).await;
+    let results =
+        futures_util::future::join_all((0..10).map(|i| s.verify_as(if i % 2 == 0 { &s.app } else { &sibling }, &s.staff, &qr))).await;
     let ok = results.iter().filter(|r| r.status() == 200).count();
     assert_eq!(ok, 1);
     for r in results.into_iter().filter(|r| r.status() != 200) {
@@ -219,7 +232,12 @@ async fn staff_of_one_partner_never_touch_another_partners_redemptions() {
     assert_problem(s.redeem_as(&s.app, &s.other_staff, visit, s.benefit, "x1").await, 403, "forbidden").await;
     let (_, r) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "x2").await).await;
     let id = r["id"].as_str().unwrap();
-    assert_problem(s.app.post_as(&format!("/api/v1/merchant/redemptions/{id}/void"), &s.other_staff.access, &json!({"reason": "误操作"})).await, 403, "forbidden").await;
+    assert_problem(
+        s.app.post_as(&format!("/api/v1/merchant/redemptions/{id}/void"), &s.other_staff.access, &json!({"reason": "误操作"})).await,
+        403,
+        "forbidden",
+    )
+    .await;
     let (_, theirs) = json(s.app.get_as("/api/v1/merchant/redemptions", &s.other_staff.access).await).await;
     assert!(theirs["items"].as_array().unwrap().is_empty());
     let (_, ours) = json(s.app.get_as("/api/v1/merchant/redemptions", &s.staff.access).await).await;
@@ -260,7 +278,13 @@ async fn a_void_restores_one_use_once_and_only_within_the_window() {
     let (_, first) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v1").await).await;
     let (_, second) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v2").await).await;
     assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "v3").await, 409, "quota_exhausted").await;
-    let void = |id: &Value| s.app.post_as(&format!("/api/v1/merchant/redemptions/{}/void", id.as_str().unwrap()), &s.staff.access, &json!({"reason": "顾客取消"}));
+    let void = |id: &Value| {
+        s.app.post_as(
+            &format!("/api/v1/merchant/redemptions/{}/void", id.as_str().unwrap()),
+            &s.staff.access,
+            &json!({"reason": "顾客取消"}),
+        )
+    };
     let (status, voided) = json(void(&first["id"]).await).await;
     assert_eq!((status, voided["status"].as_str(), voided["void_reason"].as_str()), (200, Some("voided"), Some("顾客取消")));
     assert_problem(void(&first["id"]).await, 409, "already_voided").await;
@@ -270,7 +294,11 @@ async fn a_void_restores_one_use_once_and_only_within_the_window() {
     clock.advance(Duration::hours(25));
     // The staff member's session lives on; the 15-minute access token does not.
     let fresh = s.staff.renewed(&s.app, Role::MerchantStaff);
-    let late = s.app.post_as(&format!("/api/v1/merchant/redemptions/{}/void", second["id"].as_str().unwrap()), &fresh, &json!({"reason": "顾客取消"}));
+    let late = s.app.post_as(
+        &format!("/api/v1/merchant/redemptions/{}/void", second["id"].as_str().unwrap()),
+        &fresh,
+        &json!({"reason": "顾客取消"}),
+    );
     assert_problem(late.await, 409, "void_window_passed").await;
     assert_eq!(s.used().await, 1);
 }
@@ -333,13 +361,17 @@ async fn admin_statistics_group_by_day_partner_benefit_and_tier_in_json_and_csv(
     let (status, stats) = json(s.app.get_as("/api/v1/admin/stats", &reviewer.access).await).await;
     assert_eq!(status, 200);
     let row = &stats["rows"][0];
-    assert_eq!((row["partner_id"].as_str(), row["tier"].as_str(), row["count"].as_i64()), (Some(s.partner.to_string().as_str()), Some("B"), Some(1)));
+    assert_eq!(
+        (row["partner_id"].as_str(), row["tier"].as_str(), row["count"].as_i64()),
+        (Some(s.partner.to_string().as_str()), Some("B"), Some(1))
+    );
     let csv = s.app.auth(Method::GET, "/api/v1/admin/stats", &reviewer.access).header("accept", "text/csv").send().await.unwrap();
     assert!(csv.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
     let text = csv.text().await.unwrap();
     assert!(text.starts_with("day,partner_id,benefit_id,tier,count\n"));
     assert!(text.contains(&format!(",{},{},B,1", s.partner, s.benefit)));
-    assert_problem(s.app.get_as("/api/v1/admin/stats?from=2026-01-01&to=2026-12-31", &reviewer.access).await, 422, "validation_failed").await;
+    assert_problem(s.app.get_as("/api/v1/admin/stats?from=2026-01-01&to=2026-12-31", &reviewer.access).await, 422, "validation_failed")
+        .await;
     assert_problem(s.app.get_as("/api/v1/admin/stats", &s.staff.access).await, 403, "forbidden").await;
 }
 
@@ -359,7 +391,8 @@ async fn a_benefit_withdrawn_after_the_scan_is_refused_and_an_unknown_one_is_not
     assert_eq!(withdrawn.status(), 200);
     assert_problem(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "w2").await, 409, "benefit_unavailable").await;
     assert_eq!(s.used().await, 0);
-    let counters = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
+    let counters =
+        quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
     assert_eq!(counters, 0, "a refused redemption takes no use");
     let (_, next) = s.visit().await;
     assert!(next["benefits"].as_array().unwrap().is_empty(), "a withdrawn benefit is no longer offered: {next}");
@@ -384,7 +417,8 @@ async fn an_unlimited_benefit_is_redeemed_every_time_without_a_counter() {
         assert_eq!(stored["created_at"], body["created_at"]);
     }
     assert_eq!(s.used().await, 3);
-    let counters = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
+    let counters =
+        quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db).await.unwrap();
     assert_eq!(counters, 0);
     // A replayed key returns the first response and records nothing more.
     let (status, again) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "u1").await).await;
@@ -399,7 +433,10 @@ async fn an_expired_or_revoked_card_fails_with_its_own_code_and_opens_no_visit()
     let s = scene().await;
     let visits = || visit::Entity::find().filter(visit::Column::CardId.eq(s.holder.card_id)).count(&s.app.state.db);
     let set = |column: card::Column, value: sea_orm::Value| {
-        card::Entity::update_many().col_expr(column, sea_orm::sea_query::Expr::value(value)).filter(card::Column::Id.eq(s.holder.card_id)).exec(&s.app.state.db)
+        card::Entity::update_many()
+            .col_expr(column, sea_orm::sea_query::Expr::value(value))
+            .filter(card::Column::Id.eq(s.holder.card_id))
+            .exec(&s.app.state.db)
     };
     let qr = s.qr().await;
     set(card::Column::ValidUntil, chrono::Utc::now().checked_sub_signed(Duration::seconds(1)).unwrap().into()).await.unwrap();

@@ -22,13 +22,11 @@ async fn staff_and_admins_sign_in_with_a_password() {
     assert_eq!(me["role"], "reviewer");
     // Usernames are case-insensitive.
     assert_eq!(app.password_login(&username.to_uppercase(), PASSWORD).await.status(), 200);
-    let row = session::Entity::find_by_id(
-        serde_json::from_value::<zhuge_card::auth::tokens::Claims>(claims(&tokens.access)).unwrap().sid,
-    )
-    .one(&app.state.db)
-    .await
-    .unwrap()
-    .unwrap();
+    let row = session::Entity::find_by_id(serde_json::from_value::<zhuge_card::auth::tokens::Claims>(claims(&tokens.access)).unwrap().sid)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.ip.as_deref(), Some("127.0.0.1"));
 }
 
@@ -125,7 +123,8 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session() {
 async fn concurrent_refreshes_with_one_token_let_at_most_one_through() {
     let app = spawn_app().await;
     let t = app.talent("race").await;
-    let results = futures_util::future::join_all((0..8).map(|_| app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": t.refresh})))).await;
+    let results =
+        futures_util::future::join_all((0..8).map(|_| app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": t.refresh})))).await;
     let ok = results.iter().filter(|r| r.status() == 200).count();
     // The first rotation wins; every other presentation of the same token is reuse, which
     // ends the session — so the winner's new tokens are dead too.
@@ -137,7 +136,8 @@ async fn concurrent_refreshes_with_one_token_let_at_most_one_through() {
 async fn garbage_refresh_tokens_are_refused() {
     let app = spawn_app().await;
     assert_problem(app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": "zrt_nope"})).await, 401, "refresh_token_invalid").await;
-    assert_problem(app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": "x".repeat(5000)})).await, 401, "refresh_token_invalid").await;
+    assert_problem(app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": "x".repeat(5000)})).await, 401, "refresh_token_invalid")
+        .await;
 }
 
 #[tokio::test]
@@ -214,7 +214,13 @@ async fn roles_are_enforced_both_ways() {
 async fn an_initial_password_must_be_changed_before_anything_else() {
     let app = spawn_app().await;
     let root = app.admin(Role::SuperAdmin).await;
-    let res = app.post_as("/api/v1/admin/users", &root.access, &json!({"username": "new.reviewer", "password": "Initial-pass-1", "role": "super_admin"})).await;
+    let res = app
+        .post_as(
+            "/api/v1/admin/users",
+            &root.access,
+            &json!({"username": "new.reviewer", "password": "Initial-pass-1", "role": "super_admin"}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
     let (status, body) = json(app.password_login("new.reviewer", "Initial-pass-1").await).await;
     assert_eq!(status, 200);
@@ -226,9 +232,12 @@ async fn an_initial_password_must_be_changed_before_anything_else() {
     let weak = app.post_as("/api/v1/me/password", &access, &json!({"current_password": "Initial-pass-1", "new_password": "short"})).await;
     let body = assert_problem(weak, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "new_password");
-    let wrong = app.post_as("/api/v1/me/password", &access, &json!({"current_password": "nope-nope-1", "new_password": "Brand-new-pass-2"})).await;
+    let wrong =
+        app.post_as("/api/v1/me/password", &access, &json!({"current_password": "nope-nope-1", "new_password": "Brand-new-pass-2"})).await;
     assert_problem(wrong, 422, "validation_failed").await;
-    let res = app.post_as("/api/v1/me/password", &access, &json!({"current_password": "Initial-pass-1", "new_password": "Brand-new-pass-2"})).await;
+    let res = app
+        .post_as("/api/v1/me/password", &access, &json!({"current_password": "Initial-pass-1", "new_password": "Brand-new-pass-2"}))
+        .await;
     assert_eq!(res.status(), 204);
     assert_eq!(app.get_as("/api/v1/admin/users", &access).await.status(), 200);
     assert_eq!(app.password_login("new.reviewer", "Brand-new-pass-2").await.status(), 200);
@@ -241,7 +250,8 @@ async fn changing_the_password_signs_out_other_sessions() {
     let (username, first) = app.account(Role::Operator, None).await;
     let (_, second) = json(app.password_login(&username, PASSWORD).await).await;
     let second = second["access_token"].as_str().unwrap().to_owned();
-    let res = app.post_as("/api/v1/me/password", &first.access, &json!({"current_password": PASSWORD, "new_password": "Another-pass-3"})).await;
+    let res =
+        app.post_as("/api/v1/me/password", &first.access, &json!({"current_password": PASSWORD, "new_password": "Another-pass-3"})).await;
     assert_eq!(res.status(), 204);
     assert_eq!(app.get_as("/api/v1/me", &first.access).await.status(), 200);
     assert_problem(app.get_as("/api/v1/me", &second).await, 401, "session_revoked").await;
@@ -255,16 +265,30 @@ async fn malformed_and_oversized_login_bodies_are_problems() {
     assert_problem(res, 400, "malformed_json").await;
     let res = app.client.post(&url).header("content-type", "text/plain").body("username=a").send().await.unwrap();
     assert_problem(res, 415, "unsupported_media_type").await;
-    let res = app.client.post(&url).header("content-type", "application/json").body(format!("{{\"username\": \"{}\"}}", "a".repeat(100_000))).send().await.unwrap();
+    let res = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(format!("{{\"username\": \"{}\"}}", "a".repeat(100_000)))
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 413, "payload_too_large").await;
-    let body = assert_problem(app.post_json("/api/v1/auth/password/login", &json!({"username": "x"})).await, 422, "validation_failed").await;
+    let body =
+        assert_problem(app.post_json("/api/v1/auth/password/login", &json!({"username": "x"})).await, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "password");
     assert_eq!(body["errors"][0]["code"], "required");
-    let body = assert_problem(app.post_json("/api/v1/auth/password/login", &json!({"username": "a".repeat(65), "password": "p"})).await, 422, "validation_failed").await;
+    let body = assert_problem(
+        app.post_json("/api/v1/auth/password/login", &json!({"username": "a".repeat(65), "password": "p"})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "username");
     let res = app.post_json("/api/v1/auth/password/login", &json!({"username": 5, "password": []})).await;
     assert_problem(res, 422, "validation_failed").await;
-    let res = app.client.post(&url).header("content-type", "application/json").header("accept-language", "en").body("[").send().await.unwrap();
+    let res =
+        app.client.post(&url).header("content-type", "application/json").header("accept-language", "en").body("[").send().await.unwrap();
     let body = assert_problem(res, 400, "malformed_json").await;
     assert_eq!(body["title"], "Malformed JSON body");
 }

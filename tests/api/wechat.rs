@@ -118,9 +118,16 @@ async fn an_expired_access_token_is_refreshed_once_and_the_call_retried() {
 async fn bad_phone_codes_and_foreign_watermarks_are_refused() {
     let app = spawn_app().await;
     let t = app.talent("ivy").await;
-    let body = assert_problem(app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "nonsense"})).await, 422, "validation_failed").await;
+    let body =
+        assert_problem(app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "nonsense"})).await, 422, "validation_failed")
+            .await;
     assert_eq!(body["errors"][0]["field"], "code");
-    assert_problem(app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "phone-otherapp.13812345678"})).await, 503, "wechat_unavailable").await;
+    assert_problem(
+        app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "phone-otherapp.13812345678"})).await,
+        503,
+        "wechat_unavailable",
+    )
+    .await;
     let row = user::Entity::find_by_id(t.user_id).one(&app.state.db).await.unwrap().unwrap();
     assert!(row.phone_enc.is_none());
 }
@@ -129,5 +136,6 @@ async fn bad_phone_codes_and_foreign_watermarks_are_refused() {
 async fn only_talents_bind_phones() {
     let app = spawn_app().await;
     let admin = app.admin(zhuge_card::auth::Role::Operator).await;
-    assert_problem(app.post_as("/api/v1/auth/wechat/phone", &admin.access, &json!({"code": "phone.13812345678"})).await, 403, "forbidden").await;
+    assert_problem(app.post_as("/api/v1/auth/wechat/phone", &admin.access, &json!({"code": "phone.13812345678"})).await, 403, "forbidden")
+        .await;
 }

@@ -6,9 +6,9 @@
 //! - `TEST_REDIS_URL=redis://…`: the Redis cache, with a key prefix per test.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod redis_server;
 pub mod cards;
 pub mod catalog;
+pub mod redis_server;
 pub mod users;
 
 use std::future::Future;
@@ -18,13 +18,13 @@ use actix_web::dev::ServerHandle;
 use reqwest::{Method, Response};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 use zhuge_card::clock::Clock;
 use zhuge_card::config::{Settings, WechatSettings};
-use zhuge_card::wechat::standin::StandIn;
-use std::sync::Arc;
 use zhuge_card::startup::Application;
 use zhuge_card::state::AppState;
+use zhuge_card::wechat::standin::StandIn;
 
 pub struct TestApp {
     pub address: String,
@@ -43,10 +43,8 @@ pub const WX_SECRET: &str = "wx-test-secret";
 pub async fn spawn_wechat() -> (Arc<StandIn>, String, ServerHandle) {
     let standin = StandIn::new(WX_APPID, WX_SECRET);
     let s = standin.clone();
-    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(|cfg| s.configure(cfg)))
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(|cfg| s.configure(cfg))).workers(1).bind("127.0.0.1:0").unwrap();
     let port = server.addrs()[0].port();
     let server = server.run();
     let handle = server.handle();
@@ -246,7 +244,9 @@ impl TestDatabase {
         let Some((admin, name)) = &self.postgres else { return };
         let conn = Database::connect(admin).await.expect("connect admin");
         conn.execute_unprepared(&format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false")).await.expect("disallow");
-        conn.execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await.expect("terminate");
+        conn.execute_unprepared(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            .await
+            .expect("terminate");
         drop(conn.close().await);
     }
 }
