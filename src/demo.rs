@@ -24,6 +24,9 @@ pub const STAFF: (&str, &str) = ("demo.staff", "Demo-staff-2026");
 /// `wx.login` codes starting with this sign in as the demo talent (`demo-talent.1`, …).
 pub const TALENT_CODE: &str = "demo-talent";
 
+/// A demo benefit: title, description, tiers, quota (None: unlimited) and period.
+type DemoBenefit = (&'static str, &'static str, &'static [Tier], Option<i32>, Period);
+
 struct Place {
     name: &'static str,
     category: PartnerCategory,
@@ -31,7 +34,7 @@ struct Place {
     address: &'static str,
     lat: f64,
     lng: f64,
-    benefits: &'static [(&'static str, &'static str, &'static [Tier], Option<i32>, Period)],
+    benefits: &'static [DemoBenefit],
 }
 
 const ALL: &[Tier] = &[Tier::A, Tier::B, Tier::C, Tier::D, Tier::E];

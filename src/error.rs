@@ -120,6 +120,7 @@ pub enum ErrorCode {
     IdempotencyInFlight,
     AlreadyVoided,
     VoidWindowPassed,
+    DocumentLimitReached,
 }
 
 impl ErrorCode {
@@ -152,6 +153,7 @@ impl ErrorCode {
             QrReplayed | CardSuspended | CardRevoked | CardExpired | BenefitUnavailable | QuotaExhausted | IdempotencyInFlight
             | AlreadyVoided | VoidWindowPassed => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            DocumentLimitReached => StatusCode::CONFLICT,
         }
     }
 
@@ -207,6 +209,7 @@ impl ErrorCode {
             IdempotencyInFlight => "idempotency_in_flight",
             AlreadyVoided => "already_voided",
             VoidWindowPassed => "void_window_passed",
+            DocumentLimitReached => "document_limit_reached",
         }
     }
 
@@ -262,6 +265,7 @@ impl ErrorCode {
             IdempotencyInFlight => ("相同请求正在处理中", "A request with this Idempotency-Key is in progress"),
             AlreadyVoided => ("该核销已撤销", "Already voided"),
             VoidWindowPassed => ("已超过可撤销时限", "Too late to void"),
+            DocumentLimitReached => ("已达到上传文件的数量或大小上限", "Document limit reached"),
         };
         Text::new(zh, en)
     }

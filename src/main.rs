@@ -59,6 +59,26 @@ enum Command {
         #[arg(long, value_parser = ["super_admin", "reviewer", "operator"])]
         role: String,
     },
+    /// Show the effective settings, where each came from (default, file, environment) and
+    /// whether the production profile accepts them; secrets are redacted. Exits 1 when the
+    /// profile would refuse to start.
+    Config {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt all personal data, documents and signing keys under ZHUGE_MASTER_KEY and
+    /// recompute blind indexes, in batches, while instances serve. Run it after every
+    /// instance has been restarted with the new key and the old one in
+    /// ZHUGE_MASTER_KEYS_PREVIOUS; it can be stopped and run again at any time.
+    RotateMasterKey {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Stop after this many batches (spread the work over several runs).
+        #[arg(long)]
+        max_batches: Option<u64>,
+    },
     /// Write the OpenAPI document (default: openapi/openapi.json; `-` for stdout).
     Openapi {
         #[arg(long, short, default_value = "openapi/openapi.json", value_name = "FILE")]
@@ -101,7 +121,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Config { json } = command {
+        return show_config(&settings, json);
+    }
     telemetry::init(settings.log_format());
+    for unknown in &settings.unknown {
+        tracing::warn!(setting = %unknown, "unknown setting: it names nothing and is ignored (the production profile refuses it)");
+    }
     match command {
         Command::Serve { listen, data_dir, demo } => {
             if let Some(listen) = listen {
@@ -121,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.wechat.secret = Some(zhuge_card::demo::SECRET.into());
             }
             let app = Application::build(settings).await?;
+            zhuge_card::applications::documents::import_legacy(app.state()).await.map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
             if demo {
                 zhuge_card::demo::seed(app.state()).await?;
                 let s = &app.state().settings;
@@ -140,9 +167,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             settings.check_profile()?;
-            let conn = db::connect(&settings).await?;
-            db::migrate(&conn).await?;
-            tracing::info!(database = db::backend_name(&conn), "migrations applied");
+            let state = AppState::build(settings, Clock::system()).await?;
+            tracing::info!(database = db::backend_name(&state.db), "migrations applied");
+            let (imported, missing) =
+                zhuge_card::applications::documents::import_legacy(&state).await.map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+            if imported > 0 || missing > 0 {
+                println!("documents moved into the database: {imported}; not on this instance's disk: {missing}");
+            }
+        }
+        Command::RotateMasterKey { batch_size, max_batches } => {
+            settings.check_profile()?;
+            let state = AppState::build(settings, Clock::system()).await?;
+            rotate_master_key(&state, batch_size, max_batches).await?;
         }
         Command::CreateAdmin { username, password_stdin: _, role } => {
             settings.check_profile()?;
@@ -171,7 +207,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
             println!("new signing key {kid}; the previous one stays published until its tokens expire");
         }
-        Command::Openapi { .. } => {}
+        Command::Openapi { .. } | Command::Config { .. } => {}
+    }
+    Ok(())
+}
+
+fn show_config(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let verdict = settings.check_profile();
+    let shown = settings.effective();
+    if json {
+        let doc = serde_json::json!({
+            "settings": shown,
+            "unknown": settings.unknown,
+            "profile_check": verdict.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_owned()),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        let width = |f: fn(&zhuge_card::config::Effective) -> usize| shown.iter().map(f).max().unwrap_or(0);
+        let (kw, vw, sw) = (width(|e| e.key.len()), width(|e| e.variable.len()), width(|e| e.source.len()));
+        println!("{:kw$}  {:vw$}  {:sw$}  VALUE", "SETTING", "VARIABLE", "SOURCE");
+        for e in &shown {
+            println!("{:kw$}  {:vw$}  {:sw$}  {}", e.key, e.variable, e.source, e.value);
+        }
+        for unknown in &settings.unknown {
+            println!("unknown (ignored; refused in production): {unknown}");
+        }
+        match &verdict {
+            Ok(()) => println!("profile {:?}: ok", settings.profile),
+            Err(e) => println!("profile {:?}: {e}", settings.profile),
+        }
+    }
+    verdict.map_err(Into::into)
+}
+
+async fn rotate_master_key(state: &AppState, batch_size: u64, max_batches: Option<u64>) -> anyhow::Result<()> {
+    use zhuge_card::crypto::rotation;
+    let mut report = rotation::rotate(&state.db, &state.keyring, batch_size, max_batches).await?;
+    // Rows an instance changed while they were read are rewritten by one more pass.
+    for _ in 0..3 {
+        if !report.complete || report.stale() == 0 {
+            break;
+        }
+        let again = rotation::rotate(&state.db, &state.keyring, batch_size, max_batches).await?;
+        for (t, a) in report.tables.iter_mut().zip(&again.tables) {
+            t.rows_rewritten += a.rows_rewritten;
+            t.rows_stale = a.rows_stale;
+        }
+        report.batches += again.batches;
+    }
+    for t in &report.tables {
+        println!("{:14} rewritten {:>9}  still under an earlier key {:>9}", t.table, t.rows_rewritten, t.rows_stale);
+    }
+    let change = zhuge_card::audit::Change {
+        action: "master_key.rotate",
+        target_type: "keyring",
+        target_id: state.keyring.current_kid().to_owned(),
+        before: None,
+        after: Some(serde_json::json!({"rows_rewritten": report.rewritten(), "rows_stale": report.stale(), "complete": report.complete})),
+    };
+    let txn = db::begin_write(&state.db).await?;
+    zhuge_card::audit::record(&txn, &Actor::cli(), change, state.clock.now()).await?;
+    txn.commit().await?;
+    if !report.complete {
+        println!("stopped after {} batches as asked; run it again to continue", report.batches);
+    } else if report.stale() == 0 {
+        println!("everything is under key {}; the previous keys may now leave ZHUGE_MASTER_KEYS_PREVIOUS", state.keyring.current_kid());
+    } else {
+        anyhow::bail!("{} rows are still under an earlier key; run it again", report.stale());
     }
     Ok(())
 }

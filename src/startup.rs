@@ -144,6 +144,9 @@ impl Application {
                 .wrap(from_fn(telemetry::observe))
         })
         .shutdown_timeout(settings.shutdown_timeout_secs)
+        // Signals are ours (see `run_until_stopped`): readiness goes off before the
+        // listener closes.
+        .disable_signals()
         .listen(listener)?;
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -168,9 +171,48 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    /// Serves until SIGTERM or SIGINT. Then `/readyz` answers 503 at once, the service
+    /// keeps serving for the shutdown delay (so that load balancers see it and stop
+    /// sending), stops accepting, lets in-flight requests finish, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown_signal().await;
+            let delay = state.settings.shutdown_delay();
+            state.start_draining();
+            tracing::info!(delay_ms = delay.as_millis(), "shutdown requested: readiness is off, draining");
+            tokio::time::sleep(delay).await;
+            tracing::info!("closing the listener; waiting for in-flight requests");
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        watcher.abort();
+        result
+    }
+}
+
+/// SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for shutdown signals");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

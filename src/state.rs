@@ -29,6 +29,8 @@ pub struct AppState {
     pub wechat: Arc<WechatClient>,
     pub catalog_cache: Arc<CatalogCache>,
     pub qr_keys: Arc<Keys>,
+    /// Set on SIGTERM (see [`AppState::start_draining`]); shared by every worker.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -39,8 +41,8 @@ impl AppState {
         let metrics = Metrics::new(db.clone())?;
         let cache = build_cache(&settings, CacheMetrics::register(&metrics.registry)?)?;
         tracing::info!(database = db::backend_name(&db), cache = cache.backend_name(), "storage ready");
-        let keyring = Keyring::new(settings.master_key(), &[]);
-        let tokens = TokenService::new(keyring.jwt_key());
+        let keyring = keyring(&settings)?;
+        let tokens = TokenService::with_previous(keyring.jwt_key(), keyring.jwt_verify_keys().skip(1).map(|k| &k[..]));
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
         crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
         Ok(Self {
@@ -55,7 +57,17 @@ impl AppState {
             wechat: Arc::new(wechat),
             catalog_cache: Arc::new(CatalogCache::default()),
             qr_keys: Arc::new(Keys::default()),
+            draining: Arc::default(),
         })
+    }
+
+    /// Whether a SIGTERM has been received: readiness is off while requests drain.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// This state with the worker thread's own connections (see [`db::pools_for_this_thread`]).
@@ -67,6 +79,14 @@ impl AppState {
         .unwrap_or_else(|| (self.db.clone(), self.db_relaxed.clone()));
         Self { db, db_relaxed, cache: self.cache.for_this_thread(), ..self.clone() }
     }
+}
+
+/// The keyring of the configured master keys (see [`Settings::master_keys`]).
+pub fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
+    use secrecy::ExposeSecret;
+    let (current, previous) = settings.master_keys()?;
+    let previous: Vec<&str> = previous.iter().map(|k| k.expose_secret()).collect();
+    Ok(Keyring::new(current.expose_secret(), &previous))
 }
 
 pub fn build_cache(settings: &Settings, metrics: CacheMetrics) -> anyhow::Result<Cache> {

@@ -7,6 +7,8 @@ mod m20261127_000001_identity;
 mod m20261127_000002_catalogue;
 mod m20261127_000003_cards;
 mod m20261127_000004_redemption;
+mod m20261129_000005_documents_in_database;
+mod m20261129_000006_card_id_search;
 
 pub struct Migrator;
 
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_catalogue::Migration),
             Box::new(m20261127_000003_cards::Migration),
             Box::new(m20261127_000004_redemption::Migration),
+            Box::new(m20261129_000005_documents_in_database::Migration),
+            Box::new(m20261129_000006_card_id_search::Migration),
         ]
     }
 }

@@ -61,7 +61,8 @@ async fn withdraw(state: web::Data<AppState>, talent: Talent, id: web::Path<Uuid
 }
 
 /// Upload a supporting document (`multipart/form-data`, part `file`): PDF, JPEG or PNG by
-/// content, at most 5 MiB.
+/// content, at most 5 MiB. Stored encrypted. Each talent may hold 20 documents and 40 MiB
+/// in all, and upload 10 times in 10 minutes.
 #[utoipa::path(
     tag = "applications",
     request_body(content_type = "multipart/form-data", description = "A `file` part"),
@@ -70,6 +71,8 @@ async fn withdraw(state: web::Data<AppState>, talent: Talent, id: web::Path<Uuid
         (status = CREATED, body = DocumentView),
         (status = PAYLOAD_TOO_LARGE, body = ProblemBody),
         (status = UNSUPPORTED_MEDIA_TYPE, description = "not a PDF, JPEG or PNG", body = ProblemBody),
+        (status = CONFLICT, description = "`document_limit_reached`: 20 documents or 40 MiB in all", body = ProblemBody),
+        (status = TOO_MANY_REQUESTS, description = "`too_many_requests`: more than 10 uploads in 10 minutes", body = ProblemBody),
     )
 )]
 #[post("/me/documents")]

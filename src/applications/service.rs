@@ -21,8 +21,8 @@ use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use crate::validate;
 
-const NAME_CONTEXT: &str = "applications.real_name";
-const ID_CONTEXT: &str = "applications.id_number";
+pub const NAME_CONTEXT: &str = "applications.real_name";
+pub const ID_CONTEXT: &str = "applications.id_number";
 const MAX_DOCUMENTS: usize = 10;
 
 fn view(a: &application::Model, keyring: &Keyring) -> Result<ApplicationView, ApiError> {
@@ -95,8 +95,11 @@ pub async fn submit(state: &AppState, user_id: Uuid, input: NewApplication) -> R
     if cards::live_card_of(&txn, user_id).await?.is_some() {
         return Err(ApiError::new(ErrorCode::CardExists));
     }
-    let held =
-        card::Entity::find().filter(card::Column::IdHash.eq(&id_hash)).filter(card::Column::Status.ne("revoked")).count(&txn).await?;
+    let held = card::Entity::find()
+        .filter(card::Column::IdHash.is_in(state.keyring.blind_indexes("id_number", &id_number)))
+        .filter(card::Column::Status.ne("revoked"))
+        .count(&txn)
+        .await?;
     if held > 0 {
         return Err(ApiError::new(ErrorCode::IdNumberHasCard));
     }

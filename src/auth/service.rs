@@ -31,7 +31,7 @@ const PER_IP_PER_MINUTE: i64 = 30;
 const PER_ACCOUNT_PER_MINUTE: i64 = 10;
 
 pub const PHONE_CONTEXT: &str = "users.phone";
-const SESSION_KEY_CONTEXT: &str = "users.wechat_session_key";
+pub const SESSION_KEY_CONTEXT: &str = "users.wechat_session_key";
 
 fn tokens(state: &AppState, info: &SessionInfo, refresh_token: String, now: DateTime<Utc>) -> TokenPair {
     TokenPair {

@@ -37,12 +37,18 @@ pub enum TokenError {
 
 pub struct TokenService {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The signing key's, then those of earlier master keys (see `Keyring::jwt_verify_keys`).
+    decoding: Vec<DecodingKey>,
     validation: Validation,
 }
 
 impl TokenService {
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_previous(secret, std::iter::empty::<&[u8]>())
+    }
+
+    /// Signs with `secret`; also accepts tokens signed with any of `previous`.
+    pub fn with_previous<'a>(secret: &'a [u8], previous: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -50,7 +56,8 @@ impl TokenService {
         // Expiry is checked against the service clock below.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        let decoding = std::iter::once(secret).chain(previous).map(DecodingKey::from_secret).collect();
+        Self { encoding: EncodingKey::from_secret(secret), decoding, validation }
     }
 
     pub fn issue(&self, user: Uuid, session: Uuid, role: Role, now: DateTime<Utc>) -> String {
@@ -71,7 +78,11 @@ impl TokenService {
     }
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| TokenError::Invalid)?;
+        let data = self
+            .decoding
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<Claims>(token, key, &self.validation).ok())
+            .ok_or(TokenError::Invalid)?;
         if data.header.typ.as_deref() != Some(TYP) || data.claims.typ != TYP {
             return Err(TokenError::Invalid);
         }
@@ -106,6 +117,17 @@ mod tests {
         assert_eq!((claims.sub, claims.sid, claims.role), (user, sid, Role::Operator));
         let later = now + chrono::Duration::seconds(ACCESS_TTL_SECS + LEEWAY_SECS);
         assert_eq!(s.verify(&token, later).err(), Some(TokenError::Expired));
+    }
+
+    #[test]
+    fn tokens_of_a_previous_key_verify_and_new_ones_use_the_current_key() {
+        let now = Utc::now();
+        let old = service();
+        let rotated = TokenService::with_previous(b"the-new-key-the-new-key-the-new!", [&b"0123456789abcdef0123456789abcdef"[..]]);
+        let before = old.issue(Uuid::nil(), Uuid::nil(), Role::Talent, now);
+        assert!(rotated.verify(&before, now).is_ok());
+        let after = rotated.issue(Uuid::nil(), Uuid::nil(), Role::Talent, now);
+        assert_eq!(old.verify(&after, now).err(), Some(TokenError::Invalid));
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum CacheError {
 }
 
 #[derive(Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a handful of caches per process, built once; boxing would add an indirection to every cache call"
+)]
 enum Backend {
     Memory(Arc<MemoryCache>),
     Redis(RedisCache),
@@ -118,7 +122,10 @@ impl Cache {
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
         let done = match &self.backend {
-            Backend::Memory(m) => Ok(m.set(key, value, ttl)),
+            Backend::Memory(m) => {
+                m.set(key, value, ttl);
+                Ok(())
+            }
             Backend::Redis(r) => r.set(key, value, ttl).await,
         };
         self.observe(done)

@@ -135,6 +135,8 @@ pub struct CardSearch {
     pub card_no: Option<String>,
     /// Exact holder name (matched through its keyed hash, never in clear).
     pub name: Option<String>,
+    /// Exact national ID number (matched through its keyed hash, never in clear).
+    pub id_number: Option<String>,
     pub tier: Option<Tier>,
     pub status: Option<CardStatus>,
 }

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::crypto::Keyring;
 
-const PRIVATE_CONTEXT: &str = "signing_keys.private";
+pub const PRIVATE_CONTEXT: &str = "signing_keys.private";
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// A retired key verifies for two QR windows after retirement, plus the reload delay.
 pub const RETIRED_GRACE: chrono::Duration = chrono::Duration::seconds(90);

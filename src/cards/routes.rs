@@ -61,16 +61,16 @@ macro_rules! transition {
     ($name:ident, $path:literal, $op:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-                    tag = "admin cards",
-                    request_body = Reason,
-                    security(("bearer" = [])),
-                    responses(
-                        (status = OK, body = CardDetail),
-                        (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
-                        (status = NOT_FOUND, body = ProblemBody),
-                        (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
-                    )
-                )]
+                            tag = "admin cards",
+                            request_body = Reason,
+                            security(("bearer" = [])),
+                            responses(
+                                (status = OK, body = CardDetail),
+                                (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
+                                (status = NOT_FOUND, body = ProblemBody),
+                                (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+                            )
+                        )]
         #[post($path)]
         async fn $name(
             state: web::Data<AppState>,

@@ -287,7 +287,10 @@ pub async fn search(state: &AppState, q: &CardSearch, page: &PageParams) -> Resu
         select = select.filter(card::Column::CardNo.eq(no.trim().to_uppercase()));
     }
     if let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) {
-        select = select.filter(card::Column::NameHash.eq(state.keyring.blind_index("name", name.trim())));
+        select = select.filter(card::Column::NameHash.is_in(state.keyring.blind_indexes("name", name.trim())));
+    }
+    if let Some(id) = q.id_number.as_deref().filter(|n| !n.trim().is_empty()) {
+        select = select.filter(card::Column::IdHash.is_in(state.keyring.blind_indexes("id_number", id.trim())));
     }
     if let Some(t) = q.tier {
         select = select.filter(card::Column::Tier.eq(t.letter().to_string()));

@@ -5,6 +5,7 @@
 //! wrote. Lookups go through a keyed hash (HMAC-SHA-256), never through the clear text.
 
 pub mod mask;
+pub mod rotation;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -30,14 +31,16 @@ pub enum CryptoError {
 struct KeySet {
     kid: String,
     aead: ChaCha20Poly1305,
+    blind: [u8; 32],
+    jwt: [u8; 32],
 }
 
 pub struct Keyring {
     current: KeySet,
-    /// Older master keys, still able to decrypt what they wrote.
+    /// Older master keys, still able to decrypt what they wrote, find what they indexed
+    /// and verify the access tokens they signed, until `rotate-master-key` has moved
+    /// everything to the current key.
     previous: Vec<KeySet>,
-    blind: [u8; 32],
-    jwt: [u8; 32],
 }
 
 fn derive(master: &[u8], label: &str) -> [u8; 32] {
@@ -47,40 +50,81 @@ fn derive(master: &[u8], label: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Binary ciphertexts (documents) start with this version byte, then the 4 key-id bytes.
+const BYTES_V1: u8 = 1;
+
 impl KeySet {
     fn new(master: &str) -> Self {
         let key = derive(master.as_bytes(), "pii-aead/v1");
         let kid = hex::encode(&Sha256::digest(key)[..4]);
-        Self { kid, aead: ChaCha20Poly1305::new(Key::from_slice(&key)) }
+        Self {
+            kid,
+            aead: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            blind: derive(master.as_bytes(), "blind-index/v1"),
+            jwt: derive(master.as_bytes(), "jwt-hs256/v1"),
+        }
+    }
+
+    fn blind_index(&self, kind: &str, value: &str) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.blind).unwrap_or_else(|_| unreachable!("any key length"));
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.trim().to_uppercase().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn seal(&self, context: &str, plaintext: &[u8]) -> ([u8; 12], Vec<u8>) {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ct = self
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 encryption does not fail for in-memory input"));
+        (nonce, ct)
+    }
+
+    fn open(&self, context: &str, blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if blob.len() < 12 + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let (nonce, ct) = blob.split_at(12);
+        self.aead.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() }).map_err(|_| CryptoError::Tampered)
     }
 }
 
 impl Keyring {
     pub fn new(master: &str, previous: &[&str]) -> Self {
-        Self {
-            current: KeySet::new(master),
-            previous: previous.iter().map(|m| KeySet::new(m)).collect(),
-            // The blind index key must not change with rotation, or lookups would break;
-            // it is derived from the first master key ever used (the last of `previous`).
-            blind: derive(previous.last().copied().unwrap_or(master).as_bytes(), "blind-index/v1"),
-            jwt: derive(master.as_bytes(), "jwt-hs256/v1"),
-        }
+        Self { current: KeySet::new(master), previous: previous.iter().map(|m| KeySet::new(m)).collect() }
     }
 
+    /// The HS256 key that signs access tokens.
     pub fn jwt_key(&self) -> &[u8; 32] {
-        &self.jwt
+        &self.current.jwt
+    }
+
+    /// Keys that verify access tokens: the current one, then the previous master keys'
+    /// (a token signed just before a rotation stays valid for its 15 minutes).
+    pub fn jwt_verify_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        std::iter::once(&self.current.jwt).chain(self.previous.iter().map(|k| &k.jwt))
+    }
+
+    /// The id of the current key, as it appears in what it encrypts.
+    pub fn current_kid(&self) -> &str {
+        &self.current.kid
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &KeySet> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
+    fn find(&self, kid: &str) -> Result<&KeySet, CryptoError> {
+        self.keys().find(|k| k.kid == kid).ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))
     }
 
     /// Encrypts `plaintext`; `context` binds the ciphertext to its column so that a value
     /// copied into another column does not decrypt.
     pub fn encrypt(&self, context: &str, plaintext: &str) -> String {
-        let mut nonce = [0u8; 12];
-        rand::rng().fill_bytes(&mut nonce);
-        let ct = self
-            .current
-            .aead
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
-            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 encryption does not fail for in-memory input"));
+        let (nonce, ct) = self.current.seal(context, plaintext.as_bytes());
         let mut blob = Vec::with_capacity(12 + ct.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ct);
@@ -88,31 +132,61 @@ impl Keyring {
     }
 
     pub fn decrypt(&self, context: &str, stored: &str) -> Result<String, CryptoError> {
-        let mut parts = stored.splitn(3, '.');
-        let (Some("v1"), Some(kid), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(CryptoError::Malformed);
-        };
-        let keys = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))?;
+        let (kid, body) = split_text(stored)?;
         let blob = B64.decode(body).map_err(|_| CryptoError::Malformed)?;
-        if blob.len() < 12 + 16 {
-            return Err(CryptoError::Malformed);
-        }
-        let (nonce, ct) = blob.split_at(12);
-        let pt =
-            keys.aead.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() }).map_err(|_| CryptoError::Tampered)?;
+        let pt = self.find(kid)?.open(context, &blob)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Malformed)
     }
 
-    /// The keyed hash used to find or de-duplicate a value without storing it in clear.
+    /// Encrypts binary content (documents): version, key id, nonce, ciphertext.
+    pub fn encrypt_bytes(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        let (nonce, ct) = self.current.seal(context, plaintext);
+        let mut out = Vec::with_capacity(1 + 4 + 12 + ct.len());
+        out.push(BYTES_V1);
+        out.extend_from_slice(&hex::decode(&self.current.kid).unwrap_or_default());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub fn decrypt_bytes(&self, context: &str, stored: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let kid = bytes_kid(stored)?;
+        self.find(&kid)?.open(context, &stored[5..])
+    }
+
+    /// Whether `stored` (text or binary ciphertext) was written under an earlier key.
+    pub fn is_stale(&self, stored: &str) -> bool {
+        split_text(stored).is_ok_and(|(kid, _)| kid != self.current.kid)
+    }
+
+    pub fn is_stale_bytes(&self, stored: &[u8]) -> bool {
+        bytes_kid(stored).is_ok_and(|kid| kid != self.current.kid)
+    }
+
+    /// The keyed hash stored to find or de-duplicate a value without storing it in clear.
     pub fn blind_index(&self, kind: &str, value: &str) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.blind).unwrap_or_else(|_| unreachable!("any key length"));
-        mac.update(kind.as_bytes());
-        mac.update(&[0]);
-        mac.update(value.trim().to_uppercase().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        self.current.blind_index(kind, value)
+    }
+
+    /// Every hash `value` may be stored under: the current key's first. Lookups use all of
+    /// them, so that a row not yet re-indexed by `rotate-master-key` is still found.
+    pub fn blind_indexes(&self, kind: &str, value: &str) -> Vec<String> {
+        self.keys().map(|k| k.blind_index(kind, value)).collect()
+    }
+}
+
+fn split_text(stored: &str) -> Result<(&str, &str), CryptoError> {
+    let mut parts = stored.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(kid), Some(body)) => Ok((kid, body)),
+        _ => Err(CryptoError::Malformed),
+    }
+}
+
+fn bytes_kid(stored: &[u8]) -> Result<String, CryptoError> {
+    match stored {
+        [BYTES_V1, kid @ ..] if kid.len() >= 4 => Ok(hex::encode(&kid[..4])),
+        _ => Err(CryptoError::Malformed),
     }
 }
 
@@ -161,8 +235,28 @@ mod tests {
         let ct = old.encrypt("c", "410102199001011234");
         let new = Keyring::new("master-two", &["master-one"]);
         assert_eq!(new.decrypt("c", &ct).ok().as_deref(), Some("410102199001011234"));
-        assert_eq!(old.blind_index("id", "410102199001011234"), new.blind_index("id", "410102199001011234"));
+        assert!(new.is_stale(&ct) && !old.is_stale(&ct));
+        assert!(!new.is_stale(&new.encrypt("c", "x")));
+        // New rows are indexed under the new key; lookups also try the old one.
+        let id = "410102199001011234";
+        assert_ne!(old.blind_index("id", id), new.blind_index("id", id));
+        assert_eq!(new.blind_indexes("id", id), [new.blind_index("id", id), old.blind_index("id", id)]);
+        assert_eq!(new.jwt_verify_keys().count(), 2);
         assert!(matches!(Keyring::new("master-three", &[]).decrypt("c", &ct), Err(CryptoError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn binary_content_round_trips_under_rotation() {
+        let old = Keyring::new("master-one", &[]);
+        let ct = old.encrypt_bytes("documents.content", b"%PDF-1.7 secret");
+        assert!(!ct.windows(6).any(|w| w == b"secret"));
+        assert_eq!(old.decrypt_bytes("documents.content", &ct).ok().as_deref(), Some(&b"%PDF-1.7 secret"[..]));
+        assert!(old.decrypt_bytes("documents.filename", &ct).is_err());
+        let new = Keyring::new("master-two", &["master-one"]);
+        assert!(new.is_stale_bytes(&ct));
+        assert_eq!(new.decrypt_bytes("documents.content", &ct).ok().as_deref(), Some(&b"%PDF-1.7 secret"[..]));
+        assert!(Keyring::new("master-two", &[]).decrypt_bytes("documents.content", &ct).is_err());
+        assert!(matches!(new.decrypt_bytes("c", &[1, 2]), Err(CryptoError::Malformed)));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct Health {
 
 #[derive(Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` when the database answers, else `unavailable`.
+    /// `ready` when the database answers; `unavailable` when it does not; `draining`
+    /// after SIGTERM, while in-flight requests finish.
     #[schema(example = "ready")]
     pub status: &'static str,
     pub database: Dependency,
@@ -47,13 +48,13 @@ async fn healthz() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers. The cache is reported but never makes the
-/// service unready, since it is only a cache.
+/// Readiness: the database answers and the instance is not shutting down. The cache is
+/// reported but never makes the service unready, since it is only a cache.
 #[utoipa::path(
     tag = "system",
     responses(
         (status = OK, body = Readiness),
-        (status = SERVICE_UNAVAILABLE, description = "The database does not answer", body = Readiness),
+        (status = SERVICE_UNAVAILABLE, description = "The database does not answer, or the instance is draining after SIGTERM", body = Readiness),
     )
 )]
 #[get("/readyz")]
@@ -63,12 +64,20 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db_up = matches!(db_up, Ok(Ok(())));
     let cache_up = matches!(cache_up, Ok(Ok(())));
     let up = |ok: bool| if ok { "up" } else { "down" };
+    let draining = state.is_draining();
+    let ready = db_up && !draining;
     let body = Readiness {
-        status: if db_up { "ready" } else { "unavailable" },
+        status: if draining {
+            "draining"
+        } else if db_up {
+            "ready"
+        } else {
+            "unavailable"
+        },
         database: Dependency { backend: db::backend_name(&state.db), status: up(db_up) },
         cache: Dependency { backend: state.cache.backend_name(), status: up(cache_up) },
     };
-    if db_up { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 /// Prometheus metrics: requests by route and status, latency, database pool, cache.

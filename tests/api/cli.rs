@@ -1,14 +1,4 @@
-use std::process::Command;
-
-fn zhuge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhuge-card"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ZHUGE_") || key == "DATABASE_URL" || key == "REDIS_URL" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use crate::support::binary::command as zhuge;
 
 #[test]
 fn production_refuses_to_start_without_real_secrets() {
@@ -46,7 +36,7 @@ fn migrate_creates_the_sqlite_database_under_the_data_dir() {
 
 #[test]
 fn every_verb_has_help() {
-    for verb in ["serve", "migrate", "openapi", "create-admin"] {
+    for verb in ["serve", "migrate", "openapi", "create-admin", "config", "rotate-master-key"] {
         let out = zhuge().args([verb, "--help"]).output().unwrap();
         assert!(out.status.success());
         assert!(!out.stdout.is_empty());

@@ -3,7 +3,6 @@
 //! database.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,37 +11,21 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use zhuge_card::auth::Role;
 
+use crate::support::binary::{Service, free_port};
 use crate::support::cards::id_number;
 use crate::support::catalog::{benefit_body, partner_body};
 use crate::support::{json, spawn_app};
 
-fn start(db_url: &str, data_dir: &std::path::Path, port: u16) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhuge-card"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ZHUGE_") || key == "DATABASE_URL" || key == "REDIS_URL" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("DATABASE_URL", db_url)
-        .env("ZHUGE_DATA_DIR", data_dir)
-        .env("ZHUGE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ZHUGE_IDEMPOTENCY_LEASE_SECS", "1")
-        .env("ZHUGE_OUTBOX_WORKER", "false")
-        .env("RUST_LOG", "error")
-        .env("ZHUGE_LOG_FORMAT", "text")
-        .arg("serve")
-        .stdout(std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("service.log")).map_or(Stdio::null(), Stdio::from))
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("service.log")).map_or(Stdio::null(), Stdio::from))
-        .spawn()
-        .expect("start the service")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn start(db_url: &str, data_dir: &std::path::Path, port: u16) -> Service {
+    let env = [
+        ("DATABASE_URL", db_url.to_owned()),
+        ("ZHUGE_DATA_DIR", data_dir.display().to_string()),
+        ("ZHUGE_IDEMPOTENCY_LEASE_SECS", "1".into()),
+        ("ZHUGE_OUTBOX_WORKER", "false".into()),
+        ("RUST_LOG", "error".into()),
+        ("ZHUGE_LOG_FORMAT", "text".into()),
+    ];
+    Service::start(&env, port, &data_dir.join("service.log"))
 }
 
 #[tokio::test]
@@ -60,13 +43,13 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
     let (_, visit) = json(app.post_as("/api/v1/merchant/verify", &staff.access, &json!({"qr": qr["token"]})).await).await;
     let visit = visit["visit_id"].as_str().unwrap().to_owned();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db_url = app.state.settings.database_url();
     let data_dir = app.state.settings.data_dir.clone();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let mut child = start(&db_url, &data_dir, port);
-    wait_ready(&client, &base).await;
+    let mut service = start(&db_url, &data_dir, port);
+    service.wait_ready(&client).await;
 
     let request = |key: String| {
         client
@@ -81,7 +64,7 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
     let workers: Vec<_> = (0..8)
         .map(|w| {
             let seen = seen.clone();
-            let request = request.clone();
+            let request = &request;
             let log = data_dir.join("service.log");
             async move {
                 for i in 0.. {
@@ -106,8 +89,8 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
         .collect();
     let killer = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        service.child.kill().unwrap();
+        service.child.wait().unwrap();
     };
     tokio::join!(futures_util::future::join_all(workers), killer);
 
@@ -120,8 +103,8 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
         assert!(row.is_some_and(|r| r.status == "completed"), "a redemption the client saw succeed is gone");
     }
 
-    let mut child = start(&db_url, &data_dir, port);
-    wait_ready(&client, &base).await;
+    let mut service = start(&db_url, &data_dir, port);
+    service.wait_ready(&client).await;
     for (key, first) in &seen {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -143,8 +126,7 @@ async fn sigkill_loses_no_seen_success_and_retries_never_double_count() {
             }
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(service);
 
     let rows = redemption::Entity::find().filter(redemption::Column::CardId.eq(holder.card_id)).count(&app.state.db).await.unwrap();
     assert_eq!(rows, seen.len() as u64, "one redemption per key, no more");

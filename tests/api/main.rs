@@ -12,6 +12,8 @@ mod catalogue;
 mod cli;
 mod crash;
 mod demo;
+mod deploy;
+mod documents;
 mod errors;
 mod openapi;
 mod privacy;

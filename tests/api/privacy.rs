@@ -11,7 +11,7 @@ use crate::support::cards::id_number;
 use crate::support::{json, postgres_url, spawn_app, spawn_app_with};
 
 /// Everything the database holds, as bytes: the SQLite files, or a PostgreSQL dump.
-fn database_bytes(app: &crate::support::TestApp) -> Vec<u8> {
+pub(crate) fn database_bytes(app: &crate::support::TestApp) -> Vec<u8> {
     match postgres_url() {
         Some(_) => {
             let url = app.state.settings.database_url();
@@ -33,7 +33,7 @@ fn database_bytes(app: &crate::support::TestApp) -> Vec<u8> {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 

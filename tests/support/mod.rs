@@ -6,6 +6,7 @@
 //! - `TEST_REDIS_URL=redis://…`: the Redis cache, with a key prefix per test.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod binary;
 pub mod cards;
 pub mod catalog;
 pub mod redis_server;
