@@ -57,20 +57,22 @@ async fn pii(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web
     Ok(web::Json(service::pii(&state, &meta.actor(&r), *id).await?))
 }
 
+// rustfmt re-indents the attribute inside this macro on every run; keep it as written.
+#[rustfmt::skip]
 macro_rules! transition {
     ($name:ident, $path:literal, $op:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-                            tag = "admin cards",
-                            request_body = Reason,
-                            security(("bearer" = [])),
-                            responses(
-                                (status = OK, body = CardDetail),
-                                (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
-                                (status = NOT_FOUND, body = ProblemBody),
-                                (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
-                            )
-                        )]
+            tag = "admin cards",
+            request_body = Reason,
+            security(("bearer" = [])),
+            responses(
+                (status = OK, body = CardDetail),
+                (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
+                (status = NOT_FOUND, body = ProblemBody),
+                (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+            )
+        )]
         #[post($path)]
         async fn $name(
             state: web::Data<AppState>,
