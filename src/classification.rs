@@ -1,6 +1,7 @@
 //! How the city classifies talents (SPEC §3): a tier (层次) and a category (类别) per card.
 //! Benefits are granted by tier and, optionally, by category.
 
+use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -74,8 +75,17 @@ pub fn tiers_to_db(tiers: &[Tier]) -> String {
     t.into_iter().map(Tier::letter).collect()
 }
 
-pub fn tiers_from_db(s: &str) -> Vec<Tier> {
-    s.chars().filter_map(Tier::from_letter).collect()
+pub fn tiers_from_db(s: &str) -> Result<Vec<Tier>, ApiError> {
+    s.chars().map(|c| Tier::from_letter(c).ok_or_else(|| ApiError::unknown_stored("benefits.tiers", s))).collect()
+}
+
+/// A card's or application's tier letter.
+pub fn tier_from_db(column: &'static str, s: &str) -> Result<Tier, ApiError> {
+    let mut letters = s.chars();
+    match (letters.next().and_then(Tier::from_letter), letters.next()) {
+        (Some(t), None) => Ok(t),
+        _ => Err(ApiError::unknown_stored(column, s)),
+    }
 }
 
 /// Categories as stored: comma-separated, empty for "all".
@@ -86,6 +96,11 @@ pub fn categories_to_db(categories: &[Category]) -> String {
     c.into_iter().map(Category::as_str).collect::<Vec<_>>().join(",")
 }
 
-pub fn categories_from_db(s: &str) -> Vec<Category> {
-    s.split(',').filter_map(Category::parse).collect()
+/// An unknown piece is an error, never dropped: dropping it could empty the list, and an
+/// empty list means every category.
+pub fn categories_from_db(s: &str) -> Result<Vec<Category>, ApiError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',').map(|c| crate::error::stored("benefits.categories", c, Category::parse)).collect()
 }

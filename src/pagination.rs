@@ -76,4 +76,15 @@ impl<T> Page<T> {
         let next_cursor = if more { rows.last().map(|r| encode(&position(r))) } else { None };
         Self { items: rows.into_iter().map(view).collect(), next_cursor }
     }
+
+    /// [`Page::from_rows`] with a view that can fail (a stored value the code does not know).
+    pub fn try_from_rows<R, C: Serialize, E>(
+        rows: Vec<R>,
+        limit: u64,
+        position: impl Fn(&R) -> C,
+        view: impl FnMut(R) -> Result<T, E>,
+    ) -> Result<Self, E> {
+        let page = Page::from_rows(rows, limit, position, view);
+        Ok(Page { items: page.items.into_iter().collect::<Result<_, E>>()?, next_cursor: page.next_cursor })
+    }
 }

@@ -14,6 +14,8 @@ pub enum AccountStatus {
 }
 
 impl AccountStatus {
+    pub const ALL: [AccountStatus; 2] = [AccountStatus::Active, AccountStatus::Disabled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AccountStatus::Active => "active",
@@ -36,18 +38,20 @@ pub struct AccountView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&user::Model> for AccountView {
-    fn from(u: &user::Model) -> Self {
-        Self {
+impl TryFrom<&user::Model> for AccountView {
+    type Error = crate::error::ApiError;
+
+    fn try_from(u: &user::Model) -> Result<Self, Self::Error> {
+        Ok(Self {
             id: u.id,
             username: u.username.clone(),
-            role: Role::parse(&u.role).unwrap_or(Role::Talent),
+            role: crate::error::stored("users.role", &u.role, Role::parse)?,
             status: u.status.clone(),
             partner_id: u.partner_id,
             must_change_password: u.must_change_password,
             created_at: u.created_at,
             updated_at: u.updated_at,
-        }
+        })
     }
 }
 

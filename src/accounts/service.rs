@@ -86,7 +86,7 @@ pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<
         target_type: "user",
         target_id: account.id.to_string(),
         before: None,
-        after: Some(json!(AccountView::from(&account))),
+        after: Some(json!(AccountView::try_from(&account)?)),
     };
     audit::record(txn, actor, change, now).await?;
     Ok(account)
@@ -101,7 +101,7 @@ pub async fn create_admin(state: &AppState, actor: &Actor, username: &str, passw
     let new = NewAccount { username, password, role, partner_id: None, must_change_password: actor.user_id.is_some() };
     let account = create(&txn, actor, new, now).await?;
     txn.commit().await?;
-    Ok(AccountView::from(&account))
+    AccountView::try_from(&account)
 }
 
 fn admin_roles(filter: &AccountFilter) -> Vec<&'static str> {
@@ -122,7 +122,7 @@ pub async fn list_admins(state: &AppState, filter: &AccountFilter, page: &PagePa
         q = q.filter(user::Column::Id.gt(after));
     }
     let rows = q.order_by_asc(user::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |u| u.id, |u| AccountView::from(&u)))
+    Page::try_from_rows(rows, limit, |u| u.id, |u| AccountView::try_from(&u))
 }
 
 async fn find_admin<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<user::Model, ApiError> {
@@ -130,7 +130,7 @@ async fn find_admin<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<user::Model,
 }
 
 pub async fn get_admin(state: &AppState, id: Uuid) -> Result<AccountView, ApiError> {
-    Ok(AccountView::from(&find_admin(&state.db, id).await?))
+    AccountView::try_from(&find_admin(&state.db, id).await?)
 }
 
 /// Changes role and/or status. Either change revokes the account's sessions. An admin
@@ -154,7 +154,7 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
     let role_changes = change.role.is_some_and(|r| r.as_str() != before.role);
     let status_changes = change.status.is_some_and(|s| s.as_str() != before.status);
     if !role_changes && !status_changes {
-        return Ok(AccountView::from(&before));
+        return AccountView::try_from(&before);
     }
     let mut active = before.clone().into_active_model();
     if let Some(role) = change.role {
@@ -174,15 +174,15 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
             action: "account.update",
             target_type: "user",
             target_id: id.to_string(),
-            before: Some(json!(AccountView::from(&before))),
-            after: Some(json!(AccountView::from(&after))),
+            before: Some(json!(AccountView::try_from(&before)?)),
+            after: Some(json!(AccountView::try_from(&after)?)),
         },
         now,
     )
     .await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
-    Ok(AccountView::from(&after))
+    AccountView::try_from(&after)
 }
 
 /// Sets a new initial password, which must be changed at next sign-in, and signs the

@@ -51,7 +51,7 @@ async fn list(state: &AppState, partner_id: Uuid, page: &PageParams) -> Result<P
         q = q.filter(user::Column::Id.gt(after));
     }
     let rows = q.order_by_asc(user::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |u| u.id, |u| AccountView::from(&u)))
+    Page::try_from_rows(rows, limit, |u| u.id, |u| AccountView::try_from(&u))
 }
 
 async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body: &CreateAccount) -> Result<AccountView, ApiError> {
@@ -70,7 +70,7 @@ async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body:
     };
     let account = service::create(&txn, actor, new, now).await?;
     txn.commit().await?;
-    Ok(AccountView::from(&account))
+    AccountView::try_from(&account)
 }
 
 /// The staff account `id` of `partner_id`. Staff of another partner: 403 for a manager
@@ -130,13 +130,13 @@ async fn update(
         action: "staff.update",
         target_type: "user",
         target_id: id.to_string(),
-        before: Some(json!(AccountView::from(&before))),
-        after: Some(json!(AccountView::from(&after))),
+        before: Some(json!(AccountView::try_from(&before)?)),
+        after: Some(json!(AccountView::try_from(&after)?)),
     };
     audit::record(&txn, actor, change, now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
-    Ok(AccountView::from(&after))
+    AccountView::try_from(&after)
 }
 
 async fn reset(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, id: Uuid, password: &str) -> Result<(), ApiError> {

@@ -15,6 +15,9 @@ pub enum ApplicationStatus {
 }
 
 impl ApplicationStatus {
+    pub const ALL: [ApplicationStatus; 4] =
+        [ApplicationStatus::Submitted, ApplicationStatus::Approved, ApplicationStatus::Rejected, ApplicationStatus::Withdrawn];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ApplicationStatus::Submitted => "submitted",
@@ -24,13 +27,14 @@ impl ApplicationStatus {
         }
     }
 
-    pub fn parse(s: &str) -> ApplicationStatus {
-        match s {
+    pub fn parse(s: &str) -> Option<ApplicationStatus> {
+        Some(match s {
+            "submitted" => ApplicationStatus::Submitted,
             "approved" => ApplicationStatus::Approved,
             "rejected" => ApplicationStatus::Rejected,
             "withdrawn" => ApplicationStatus::Withdrawn,
-            _ => ApplicationStatus::Submitted,
-        }
+            _ => return None,
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use super::dto::{ApplicationFilter, ApplicationStatus, ApplicationView, Approve,
 use super::id_number::{self, IdNumberError};
 use crate::audit::{self, Actor, Change};
 use crate::cards::service::{self as cards, DEFAULT_VALID_YEARS, NewCard};
-use crate::classification::{Category, Tier};
+use crate::classification::Category;
 use crate::crypto::{Keyring, mask};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
@@ -31,12 +31,12 @@ fn view(a: &application::Model, keyring: &Keyring) -> Result<ApplicationView, Ap
         real_name: mask::name(&keyring.decrypt(NAME_CONTEXT, &a.real_name_enc)?),
         id_number: mask::id_number(&keyring.decrypt(ID_CONTEXT, &a.id_number_enc)?),
         employer: a.employer.clone(),
-        category: Category::parse(&a.category).unwrap_or(Category::Social),
-        claimed_tier: Tier::from_letter(a.claimed_tier.chars().next().unwrap_or('E')).unwrap_or(Tier::E),
+        category: crate::error::stored("applications.category", &a.category, Category::parse)?,
+        claimed_tier: crate::classification::tier_from_db("applications.claimed_tier", &a.claimed_tier)?,
         education: a.education.clone(),
         title: a.title.clone(),
         document_ids: serde_json::from_str(&a.document_ids).unwrap_or_default(),
-        status: ApplicationStatus::parse(&a.status),
+        status: crate::error::stored("applications.status", &a.status, ApplicationStatus::parse)?,
         reason: a.reason.clone(),
         card_id: a.card_id,
         created_at: a.created_at,

@@ -14,6 +14,7 @@ pub enum Role {
 
 impl Role {
     pub const ADMINS: [Role; 3] = [Role::Reviewer, Role::Operator, Role::SuperAdmin];
+    pub const ALL: [Role; 6] = [Role::Talent, Role::MerchantStaff, Role::MerchantManager, Role::Reviewer, Role::Operator, Role::SuperAdmin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,9 +28,7 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Talent, Role::MerchantStaff, Role::MerchantManager, Role::Reviewer, Role::Operator, Role::SuperAdmin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
     pub fn is_admin(self) -> bool {

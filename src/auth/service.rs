@@ -86,7 +86,7 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
     if account.status != "active" {
         return Err(ApiError::new(ErrorCode::AccountDisabled));
     }
-    let role = Role::parse(&account.role).unwrap_or(Role::Talent);
+    let role = crate::error::stored("users.role", &account.role, Role::parse)?;
     if role != Role::Talent {
         // An openid belongs to talents only; anything else is a data error of ours.
         return Err(ApiError::internal(anyhow::anyhow!("openid bound to a {role} account")));

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::classification::{Category, Tier};
+use crate::classification::{self, Category, Tier};
+use crate::error::{ApiError, stored};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -17,14 +18,24 @@ pub enum CardStatus {
 }
 
 impl CardStatus {
-    pub fn of(card: &card::Model, now: DateTime<Utc>) -> CardStatus {
-        match card.status.as_str() {
+    /// The card-active rule: a card is usable (`Active`) when its stored status is
+    /// `active` and `valid_until` is still ahead. An unknown stored status is an error,
+    /// never a usable card. (The PostgreSQL scan statement restates the rule in SQL; a
+    /// test pins the two together.)
+    pub fn of(card: &card::Model, now: DateTime<Utc>) -> Result<CardStatus, ApiError> {
+        Ok(match card.status.as_str() {
+            "active" if card.valid_until > now => CardStatus::Active,
+            "active" => CardStatus::Expired,
             "suspended" => CardStatus::Suspended,
             "revoked" => CardStatus::Revoked,
-            _ if card.valid_until <= now => CardStatus::Expired,
-            _ => CardStatus::Active,
-        }
+            other => return Err(ApiError::unknown_stored("cards.status", other)),
+        })
     }
+}
+
+/// A card's tier and category, as stored.
+pub fn classification_of(card: &card::Model) -> Result<(Tier, Category), ApiError> {
+    Ok((classification::tier_from_db("cards.tier", &card.tier)?, stored("cards.category", &card.category, Category::parse)?))
 }
 
 /// A card as merchants and admins see it: the holder's name masked.
@@ -43,17 +54,18 @@ pub struct CardView {
 }
 
 impl CardView {
-    pub fn of(card: &card::Model, now: DateTime<Utc>) -> Self {
-        Self {
+    pub fn of(card: &card::Model, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        let (tier, category) = classification_of(card)?;
+        Ok(Self {
             id: card.id,
             card_no: card.card_no.clone(),
             holder: card.holder_masked.clone(),
-            tier: Tier::from_letter(card.tier.chars().next().unwrap_or('E')).unwrap_or(Tier::E),
-            category: Category::parse(&card.category).unwrap_or(Category::Social),
-            status: CardStatus::of(card, now),
+            tier,
+            category,
+            status: CardStatus::of(card, now)?,
             valid_from: card.valid_from,
             valid_until: card.valid_until,
-        }
+        })
     }
 }
 

@@ -174,7 +174,9 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
     check_reason(reason)?;
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
-    let before = card::Entity::find_by_id(card_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    // Concurrent changes of one card queue here: a row lock on PostgreSQL; on SQLite the
+    // write transaction already holds the database's write lock.
+    let before = card::Entity::find_by_id(card_id).lock_exclusive().one(&txn).await?.ok_or_else(ApiError::not_found)?;
     let conflict = || ApiError::new(ErrorCode::CardStateConflict);
     let mut m = before.clone().into_active_model();
     let (kind, feed) = match op {
@@ -209,7 +211,17 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
         m.state_version = Set(next_in_sequence(&txn, STATE_FEED).await?);
     }
     m.updated_at = Set(now);
-    let after = m.update(&txn).await?;
+    // And the write itself only applies to the state the checks above saw.
+    let updated = card::Entity::update_many()
+        .set(m)
+        .filter(card::Column::Id.eq(card_id))
+        .filter(card::Column::Status.eq(before.status.as_str()))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(conflict());
+    }
+    let after = card::Entity::find_by_id(card_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
     let snapshot = |c: &card::Model| json!({"status": c.status, "tier": c.tier, "category": c.category, "valid_until": c.valid_until});
     event(&txn, &after, kind, actor, reason.trim(), Some(json!({"from": snapshot(&before), "to": snapshot(&after)})), now).await?;
     let change = Change {
@@ -238,7 +250,7 @@ pub async fn detail(state: &AppState, card_id: Uuid) -> Result<CardDetail, ApiEr
         .all(&state.db)
         .await?;
     Ok(CardDetail {
-        card: CardView::of(&card, state.clock.now()),
+        card: CardView::of(&card, state.clock.now())?,
         user_id: card.user_id,
         events: events.iter().map(CardEventView::from).collect(),
     })
@@ -248,7 +260,7 @@ pub async fn detail(state: &AppState, card_id: Uuid) -> Result<CardDetail, ApiEr
 pub async fn own(state: &AppState, user_id: Uuid) -> Result<OwnCardView, ApiError> {
     let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
     Ok(OwnCardView {
-        card: CardView::of(&card, state.clock.now()),
+        card: CardView::of(&card, state.clock.now())?,
         holder_name: state.keyring.decrypt(NAME_CONTEXT, &card.holder_name_enc)?,
         id_number: state.keyring.decrypt(ID_CONTEXT, &card.id_number_enc)?,
     })
@@ -306,7 +318,7 @@ pub async fn search(state: &AppState, q: &CardSearch, page: &PageParams) -> Resu
         select = select.filter(card::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(card::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |c| c.id, |c| CardView::of(&c, now)))
+    Page::try_from_rows(rows, limit, |c| c.id, |c| CardView::of(&c, now))
 }
 
 /// Today in Beijing, for birth-date checks.

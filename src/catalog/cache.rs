@@ -75,7 +75,8 @@ pub struct CatalogCache {
     /// Rendered public list pages.
     pub pages: ListCache,
     /// Each partner's active benefits, for verification.
-    pub benefits: ListCache<Arc<[BenefitView]>>,
+    /// Each partner's active benefits; `None` while the partner is inactive.
+    pub benefits: ListCache<Option<Arc<[BenefitView]>>>,
 }
 
 impl CatalogCache {

@@ -1,5 +1,6 @@
 //! Wire types of the catalogue.
 
+use crate::error::{ApiError, stored};
 use chrono::{DateTime, Utc};
 use entity::{benefit, partner};
 use serde::{Deserialize, Serialize};
@@ -96,22 +97,24 @@ pub struct PartnerView {
     pub distance_m: Option<u32>,
 }
 
-impl From<&partner::Model> for PartnerView {
-    fn from(p: &partner::Model) -> Self {
-        Self {
+impl TryFrom<&partner::Model> for PartnerView {
+    type Error = ApiError;
+
+    fn try_from(p: &partner::Model) -> Result<Self, ApiError> {
+        Ok(Self {
             id: p.id,
             name: p.name.clone(),
-            category: PartnerCategory::parse(&p.category).unwrap_or(PartnerCategory::Other),
-            district: District::parse(&p.district).unwrap_or(District::Wancheng),
+            category: stored("partners.category", &p.category, PartnerCategory::parse)?,
+            district: stored("partners.district", &p.district, District::parse)?,
             address: p.address.clone(),
             lat: p.lat,
             lng: p.lng,
             phone: p.phone.clone(),
             opening_hours: p.opening_hours.clone(),
             description: p.description.clone(),
-            status: Status::parse(&p.status).unwrap_or(Status::Inactive),
+            status: stored("partners.status", &p.status, Status::parse)?,
             distance_m: None,
-        }
+        })
     }
 }
 
@@ -134,22 +137,24 @@ pub struct BenefitView {
     pub offline_ok: bool,
 }
 
-impl From<&benefit::Model> for BenefitView {
-    fn from(b: &benefit::Model) -> Self {
-        Self {
+impl TryFrom<&benefit::Model> for BenefitView {
+    type Error = ApiError;
+
+    fn try_from(b: &benefit::Model) -> Result<Self, ApiError> {
+        Ok(Self {
             id: b.id,
             partner_id: b.partner_id,
             title: b.title.clone(),
             description: b.description.clone(),
-            tiers: classification::tiers_from_db(&b.tiers),
-            categories: classification::categories_from_db(&b.categories),
+            tiers: classification::tiers_from_db(&b.tiers)?,
+            categories: classification::categories_from_db(&b.categories)?,
             quota: b.quota,
-            period: Period::parse(&b.period).unwrap_or(Period::Unlimited),
+            period: stored("benefits.period", &b.period, Period::parse)?,
             valid_from: b.valid_from,
             valid_until: b.valid_until,
-            status: Status::parse(&b.status).unwrap_or(Status::Inactive),
+            status: stored("benefits.status", &b.status, Status::parse)?,
             offline_ok: b.offline_ok,
-        }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use entity::{benefit, partner};
+use entity::{benefit, partner, visit};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
@@ -19,7 +19,7 @@ use super::dto::{
 use crate::audit::{self, Actor, Change};
 use crate::classification::{self, Tier};
 use crate::db;
-use crate::error::{ApiError, FieldError, Text};
+use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::pagination::{Page, PageParams};
 use crate::redemption::period::Period;
 use crate::state::AppState;
@@ -144,7 +144,7 @@ pub async fn create_partner(state: &AppState, actor: &Actor, input: PartnerInput
     };
     let txn = db::begin_write(&state.db).await?;
     let created = model.insert(&txn).await?;
-    let view = PartnerView::from(&created);
+    let view = PartnerView::try_from(&created)?;
     let change = Change {
         action: "partner.create",
         target_type: "partner",
@@ -196,12 +196,21 @@ pub async fn update_partner(state: &AppState, actor: &Actor, id: Uuid, input: Pa
     }
     m.updated_at = Set(now);
     let after = m.update(&txn).await?;
-    let view = PartnerView::from(&after);
+    if partner_is_active(&before) && !partner_is_active(&after) {
+        // Its desks close now: visits opened by scans there can no longer redeem.
+        visit::Entity::update_many()
+            .col_expr(visit::Column::ExpiresAt, Expr::value(now))
+            .filter(visit::Column::PartnerId.eq(id))
+            .filter(visit::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+    }
+    let view = PartnerView::try_from(&after)?;
     let change = Change {
         action: "partner.update",
         target_type: "partner",
         target_id: id.to_string(),
-        before: Some(json!(PartnerView::from(&before))),
+        before: Some(json!(PartnerView::try_from(&before)?)),
         after: Some(json!(view)),
     };
     audit::record(&txn, actor, change, now).await?;
@@ -211,7 +220,7 @@ pub async fn update_partner(state: &AppState, actor: &Actor, id: Uuid, input: Pa
 }
 
 pub async fn admin_partner(state: &AppState, id: Uuid) -> Result<PartnerView, ApiError> {
-    Ok(PartnerView::from(&find_partner(&state.db, id).await?))
+    PartnerView::try_from(&find_partner(&state.db, id).await?)
 }
 
 pub async fn admin_partners(state: &AppState, q: &AdminPartnerQuery, page: &PageParams) -> Result<Page<PartnerView>, ApiError> {
@@ -230,7 +239,7 @@ pub async fn admin_partners(state: &AppState, q: &AdminPartnerQuery, page: &Page
         select = select.filter(partner::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(partner::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |p| p.id, |p| PartnerView::from(&p)))
+    Page::try_from_rows(rows, limit, |p| p.id, |p| PartnerView::try_from(&p))
 }
 
 pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, input: BenefitInput) -> Result<BenefitView, ApiError> {
@@ -255,7 +264,7 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
     };
     let txn = db::begin_write(&state.db).await?;
     let created = model.insert(&txn).await?;
-    let view = BenefitView::from(&created);
+    let view = BenefitView::try_from(&created)?;
     let change = Change {
         action: "benefit.create",
         target_type: "benefit",
@@ -283,7 +292,7 @@ pub async fn update_benefit(
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let before = find_benefit(&txn, partner_id, id).await?;
-    let before_view = BenefitView::from(&before);
+    let before_view = BenefitView::try_from(&before)?;
     check_benefit(&input, Some(&before_view))?;
     let mut m = before.into_active_model();
     if let Some(v) = input.title {
@@ -321,7 +330,7 @@ pub async fn update_benefit(
     }
     m.updated_at = Set(now);
     let after = m.update(&txn).await?;
-    let view = BenefitView::from(&after);
+    let view = BenefitView::try_from(&after)?;
     let change = Change {
         action: "benefit.update",
         target_type: "benefit",
@@ -336,7 +345,7 @@ pub async fn update_benefit(
 }
 
 pub async fn admin_benefit(state: &AppState, partner_id: Uuid, id: Uuid) -> Result<BenefitView, ApiError> {
-    Ok(BenefitView::from(&find_benefit(&state.db, partner_id, id).await?))
+    BenefitView::try_from(&find_benefit(&state.db, partner_id, id).await?)
 }
 
 pub async fn admin_benefits(state: &AppState, partner_id: Uuid, page: &PageParams) -> Result<Page<BenefitView>, ApiError> {
@@ -347,7 +356,7 @@ pub async fn admin_benefits(state: &AppState, partner_id: Uuid, page: &PageParam
         select = select.filter(benefit::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(benefit::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |b| b.id, |b| BenefitView::from(&b)))
+    Page::try_from_rows(rows, limit, |b| b.id, |b| BenefitView::try_from(&b))
 }
 
 // ---- public catalogue ------------------------------------------------------------------
@@ -436,7 +445,7 @@ pub async fn list_partners(state: &AppState, q: &PartnerQuery, page: &PageParams
             None => select,
         };
         let rows = select.order_by_asc(partner::Column::Id).limit(limit + 1).all(&state.db).await?;
-        return Ok(Page::from_rows(rows, limit, |p| p.id, |p| PartnerView::from(&p)));
+        return Page::try_from_rows(rows, limit, |p| p.id, |p| PartnerView::try_from(&p));
     };
     // By distance: rank every matching partner's position (a few columns each; Nanyang has
     // thousands of partners, not millions), then load the page.
@@ -454,20 +463,20 @@ pub async fn list_partners(state: &AppState, q: &PartnerQuery, page: &PageParams
     let mut rows: std::collections::HashMap<Uuid, partner::Model> =
         partner::Entity::find().filter(partner::Column::Id.is_in(ids)).all(&state.db).await?.into_iter().map(|p| (p.id, p)).collect();
     let ordered: Vec<(f64, partner::Model)> = ranked.into_iter().filter_map(|(d, id)| rows.remove(&id).map(|p| (d, p))).collect();
-    Ok(Page::from_rows(
+    Page::try_from_rows(
         ordered,
         limit,
         |(d, p)| NearCursor { d: *d, id: p.id },
-        |(d, p)| PartnerView { distance_m: Some(d.round() as u32), ..PartnerView::from(&p) },
-    ))
+        |(d, p)| PartnerView::try_from(&p).map(|v| PartnerView { distance_m: Some(d.round() as u32), ..v }),
+    )
 }
 
 pub async fn public_partner(state: &AppState, id: Uuid) -> Result<PartnerView, ApiError> {
     let p = find_partner(&state.db, id).await?;
-    if p.status != Status::Active.as_str() {
+    if !partner_is_active(&p) {
         return Err(ApiError::not_found());
     }
-    Ok(PartnerView::from(&p))
+    PartnerView::try_from(&p)
 }
 
 fn active_partner_ids(category: Option<PartnerCategory>) -> sea_orm::sea_query::SelectStatement {
@@ -506,14 +515,31 @@ pub async fn public_benefits(
         select = select.filter(benefit::Column::Id.gt(after));
     }
     let rows = select.order_by_asc(benefit::Column::Id).limit(limit + 1).all(&state.db).await?;
-    Ok(Page::from_rows(rows, limit, |b| b.id, |b| BenefitView::from(&b)))
+    Page::try_from_rows(rows, limit, |b| b.id, |b| BenefitView::try_from(&b))
 }
 
-/// A partner's active benefits as verification offers them: from this instance's memory
-/// while the catalogue version is unchanged (every scan at a desk needs them).
+/// Whether a partner takes part in the programme now: only an active partner is listed,
+/// and only an active partner's staff may verify, redeem or void (SPEC §3). The one
+/// definition of the rule; SQL that lists partners filters on the same value.
+pub fn partner_is_active(p: &partner::Model) -> bool {
+    p.status == Status::Active.as_str()
+}
+
+/// What a partner's desk may offer now: its active benefits, read from this instance's
+/// memory while the catalogue version is unchanged (every scan at a desk needs them). An
+/// inactive or unknown partner's desk is closed: its staff get 403 `partner_inactive` for
+/// every verification, redemption and void, and its open visits are of no use.
 pub async fn offered_by(state: &AppState, partner_id: Uuid) -> Result<Arc<[BenefitView]>, ApiError> {
-    let read = async { benefits_of(&state.db, partner_id).await.map(Arc::from) };
-    state.catalog_cache.benefits.through(&state.cache, &partner_id.to_string(), read).await
+    let read = async {
+        let open = partner::Entity::find_by_id(partner_id).one(&state.db).await?.is_some_and(|p| partner_is_active(&p));
+        Ok::<_, ApiError>(if open { Some(Arc::from(benefits_of(&state.db, partner_id).await?)) } else { None })
+    };
+    state
+        .catalog_cache
+        .benefits
+        .through(&state.cache, &partner_id.to_string(), read)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::PartnerInactive))
 }
 
 /// The active benefits of a partner, for verification and the talent's own view.
@@ -524,5 +550,5 @@ pub async fn benefits_of<C: ConnectionTrait>(db: &C, partner_id: Uuid) -> Result
         .order_by_asc(benefit::Column::Id)
         .all(db)
         .await?;
-    Ok(rows.iter().map(BenefitView::from).collect())
+    rows.iter().map(BenefitView::try_from).collect()
 }

@@ -12,14 +12,15 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{benefit, card, quota_counter, visit};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, QueryTrait, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    QueryTrait, Statement,
 };
 use uuid::Uuid;
 
 use super::service::VISIT_TTL;
 use crate::cards::dto::CardStatus;
 use crate::db;
+use crate::error::ApiError;
 
 /// The visit a scan asks to open.
 pub struct NewVisit {
@@ -41,7 +42,7 @@ pub struct Scan {
 }
 
 /// Runs the scan; `None` when there is no such card.
-pub async fn run(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+pub async fn run(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
     match db.get_database_backend() {
         DbBackend::Postgres => in_one_statement(db, v).await,
         _ => step_by_step(db, v).await,
@@ -63,7 +64,7 @@ SELECT c.*,
       WHERE q.card_id = c.id AND q.benefit_id IN (SELECT b.id FROM benefits b WHERE b.partner_id = $3)) AS used
 FROM c"#;
 
-async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
     use sea_orm::ConnectionTrait;
     let values = [
         v.card_id.into(),
@@ -94,11 +95,11 @@ async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Optio
     Ok(Some(Scan { card, opened, used }))
 }
 
-async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, DbErr> {
+async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
     let Some(card) = card::Entity::find_by_id(v.card_id).one(db).await? else {
         return Ok(None);
     };
-    let opened = CardStatus::of(&card, v.now) == CardStatus::Active
+    let opened = CardStatus::of(&card, v.now)? == CardStatus::Active
         && match (visit::ActiveModel {
             id: Set(v.id),
             card_id: Set(v.card_id),
@@ -113,7 +114,7 @@ async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Sc
         {
             Ok(_) => true,
             Err(e) if db::is_unique_violation(&e) => false,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
     let partner_benefits =
         benefit::Entity::find().select_only().column(benefit::Column::Id).filter(benefit::Column::PartnerId.eq(v.partner_id));

@@ -23,13 +23,12 @@ use super::quota;
 use super::scan::{self, NewVisit, Scan};
 use crate::audit::{self, Actor, Change};
 use crate::auth::sessions::SessionInfo;
-use crate::cards::dto::{CardStatus, CardView};
+use crate::cards::dto::{CardStatus, CardView, classification_of};
 use crate::cards::qr::{self, QrError};
 use crate::cards::service::live_card_of;
 use crate::catalog::dto::BenefitView;
 use crate::catalog::eligibility::eligible;
 use crate::catalog::service::offered_by;
-use crate::classification::{Category, Tier};
 use crate::clock::BEIJING;
 use crate::db;
 use crate::error::{ApiError, ErrorCode};
@@ -53,19 +52,11 @@ fn staff_partner(staff: &SessionInfo) -> Result<Uuid, ApiError> {
     staff.partner_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden))
 }
 
-fn tier_of(c: &card::Model) -> Tier {
-    Tier::from_letter(c.tier.chars().next().unwrap_or('E')).unwrap_or(Tier::E)
-}
-
-fn category_of(c: &card::Model) -> Category {
-    Category::parse(&c.category).unwrap_or(Category::Social)
-}
-
 /// A fresh QR token for the talent's active card.
 pub async fn mint_qr(state: &AppState, user_id: Uuid) -> Result<QrView, ApiError> {
     let now = state.clock.now();
     let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
-    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);
     }
     let keys = state.qr_keys.get(&state.db, &state.keyring, false).await?;
@@ -76,9 +67,11 @@ pub async fn mint_qr(state: &AppState, user_id: Uuid) -> Result<QrView, ApiError
     Ok(QrView { token, expires_at: qr::window_end(window + 1), refresh_in: Ord::max((qr::window_end(window) - now).num_seconds(), 1) })
 }
 
-/// Checks a scanned token, consumes it, and opens a visit at the staff member's partner.
+/// Checks a scanned token, consumes it, and opens a visit at the staff member's partner
+/// (which must be active: the token is not consumed otherwise).
 pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Result<VerifyView, ApiError> {
     let partner_id = staff_partner(staff)?;
+    let offered = offered_by(state, partner_id).await?;
     let now = state.clock.now();
     let keys = state.qr_keys.get(&state.db, &state.keyring, false).await?;
     let checked = match qr::check(scanned, &keys, now) {
@@ -90,19 +83,18 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
         QrError::Invalid => ApiError::new(ErrorCode::QrInvalid),
         QrError::Expired => ApiError::new(ErrorCode::QrExpired),
     })?;
-    let offered = offered_by(state, partner_id).await?;
     let visit =
         NewVisit { id: Uuid::now_v7(), card_id: token.card, partner_id, staff_id: staff.user_id, nonce: qr::nonce_key(&token), now };
     let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
-    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);
     }
     if !opened {
         return Err(ApiError::new(ErrorCode::QrReplayed));
     }
-    let (tier, category) = (tier_of(&card), category_of(&card));
+    let (tier, category) = classification_of(&card)?;
     let offered: Vec<BenefitView> = offered.iter().filter(|b| eligible(b, tier, category, now)).cloned().collect();
-    Ok(VerifyView { visit_id: visit.id, card: CardView::of(&card, now), benefits: quota::remaining(offered, &used, now) })
+    Ok(VerifyView { visit_id: visit.id, card: CardView::of(&card, now)?, benefits: quota::remaining(offered, &used, now) })
 }
 
 /// A redemption that passed every check, ready to be written.
@@ -191,10 +183,11 @@ async fn check<C: ConnectionTrait>(
     let Some(benefit) = offered.iter().find(|b| b.id == benefit_id) else {
         return Err(not_offered(db, partner_id, benefit_id).await?);
     };
-    if let Some(problem) = card_problem(CardStatus::of(&card, now)) {
+    if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);
     }
-    if !eligible(benefit, tier_of(&card), category_of(&card), now) {
+    let (tier, category) = classification_of(&card)?;
+    if !eligible(benefit, tier, category, now) {
         return Err(ApiError::new(ErrorCode::BenefitUnavailable));
     }
     let row = redemption::Model {
@@ -282,6 +275,8 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
     validate::required("reason", reason, 500, &mut errors);
     validate::check(errors)?;
     let partner_id = staff_partner(staff)?;
+    // An inactive partner's desk is closed for voids too.
+    offered_by(state, partner_id).await?;
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let r = redemption::Entity::find_by_id(id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
@@ -374,10 +369,9 @@ pub async fn for_talent(state: &AppState, user_id: Uuid, page: &PageParams) -> R
 pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> Result<Page<super::dto::BenefitUse>, ApiError> {
     let now = state.clock.now();
     let card = live_card_of(&state.db, user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::NoCard))?;
-    let query =
-        crate::catalog::dto::BenefitQuery { tier: Some(tier_of(&card)), category: Some(category_of(&card)), partner_category: None };
+    let (tier, category) = classification_of(&card)?;
+    let query = crate::catalog::dto::BenefitQuery { tier: Some(tier), category: Some(category), partner_category: None };
     let listed = crate::catalog::service::public_benefits(state, None, &query, page).await?;
-    let (tier, category) = (tier_of(&card), category_of(&card));
     let usable: Vec<BenefitView> = listed.items.into_iter().filter(|b| eligible(b, tier, category, now)).collect();
     Ok(Page { items: quota::uses(&state.db, card.id, usable, now).await?, next_cursor: listed.next_cursor })
 }

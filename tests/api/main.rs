@@ -15,6 +15,7 @@ mod demo;
 mod deploy;
 mod documents;
 mod errors;
+mod integrity;
 mod openapi;
 mod privacy;
 mod redemption;
