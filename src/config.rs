@@ -16,6 +16,8 @@ use figment::{Figment, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::classification::Tier;
+
 /// The master key that earlier versions compiled into the binary for the dev profile. It
 /// is public, so it is refused everywhere; it is kept only to recognise it.
 pub const LEGACY_DEV_MASTER_KEY: &str = "dev-only-master-key-do-not-use-in-production";
@@ -86,6 +88,11 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Milliseconds one Redis command may take before it counts as failed.
     pub redis_timeout_ms: u64,
+    /// Seconds after a redemption during which its partner may void it (SPEC §3).
+    pub void_window_secs: i64,
+    /// Years a card is valid when issued or renewed without an explicit `valid_years`, by
+    /// tier: `"A=5,B=5,C=3,D=3,E=3"` (tiers left out: 3).
+    pub card_valid_years: CardValidity,
     pub wechat: WechatSettings,
     #[serde(skip)]
     pub demo: bool,
@@ -147,11 +154,70 @@ impl Default for Settings {
             trust_proxy: false,
             workers: None,
             redis_timeout_ms: 500,
+            void_window_secs: 24 * 3600,
+            card_valid_years: CardValidity::default(),
             wechat: WechatSettings::default(),
             demo: false,
             unknown: Vec::new(),
             sources: BTreeMap::new(),
         }
+    }
+}
+
+/// Card validity in years for each tier (see [`Settings::card_valid_years`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardValidity([i32; 5]);
+
+impl CardValidity {
+    pub const DEFAULT_YEARS: i32 = 3;
+
+    pub fn for_tier(&self, tier: Tier) -> i32 {
+        let index = Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0);
+        self.0[index]
+    }
+}
+
+impl Default for CardValidity {
+    fn default() -> Self {
+        Self([Self::DEFAULT_YEARS; 5])
+    }
+}
+
+impl std::str::FromStr for CardValidity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut years = Self::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (tier, n) = item.split_once('=').ok_or_else(|| format!("{item:?} is not TIER=YEARS"))?;
+            let tier = tier.trim().chars().next().and_then(Tier::from_letter).filter(|_| tier.trim().len() == 1);
+            let tier = tier.ok_or_else(|| format!("{item:?}: the tier is one of A, B, C, D, E"))?;
+            let n: i32 = n.trim().parse().map_err(|_| format!("{item:?}: years must be a whole number"))?;
+            if !(1..=10).contains(&n) {
+                return Err(format!("{item:?}: years must be 1 to 10"));
+            }
+            years.0[Tier::ALL.iter().position(|t| *t == tier).unwrap_or(0)] = n;
+        }
+        Ok(years)
+    }
+}
+
+impl std::fmt::Display for CardValidity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = Tier::ALL.iter().zip(self.0).map(|(t, n)| format!("{}={n}", t.letter())).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Serialize for CardValidity {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for CardValidity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -647,6 +713,20 @@ mod tests {
         assert_eq!(find("wechat.appid").variable, "ZHUGE_WECHAT_APPID");
         let printed = serde_json::to_string(&shown).unwrap_or_default();
         assert!(!printed.contains("hunter2") && !printed.contains("quite-long"));
+    }
+
+    #[test]
+    fn card_validity_is_read_per_tier_and_checked() {
+        let v: CardValidity = "A=5, B=4".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.for_tier(Tier::A), v.for_tier(Tier::B), v.for_tier(Tier::E)), (5, 4, 3));
+        assert_eq!(v.to_string(), "A=5,B=4,C=3,D=3,E=3");
+        for bad in ["F=2", "A=0", "A=11", "A", "AB=3", "A=x"] {
+            assert!(bad.parse::<CardValidity>().is_err(), "{bad} was accepted");
+        }
+        let s = Settings::load_from(None, env(&[("ZHUGE_CARD_VALID_YEARS", "E=1"), ("ZHUGE_VOID_WINDOW_SECS", "600")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.card_valid_years.for_tier(Tier::E), s.void_window_secs), (1, 600));
+        assert!(Settings::load_from(None, env(&[("ZHUGE_CARD_VALID_YEARS", "Z=1")])).is_err());
     }
 
     #[test]

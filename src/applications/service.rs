@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::dto::{ApplicationFilter, ApplicationStatus, ApplicationView, Approve, NewApplication};
 use super::id_number::{self, IdNumberError};
 use crate::audit::{self, Actor, Change};
-use crate::cards::service::{self as cards, DEFAULT_VALID_YEARS, NewCard};
+use crate::cards::service::{self as cards, NewCard};
 use crate::classification::Category;
 use crate::crypto::{Keyring, mask};
 use crate::db;
@@ -235,7 +235,7 @@ pub async fn approve(state: &AppState, actor: &Actor, id: Uuid, body: &Approve) 
         id_number: &id_number,
         tier: body.tier,
         category: body.category,
-        valid_years: body.valid_years.unwrap_or(DEFAULT_VALID_YEARS),
+        valid_years: cards::valid_years(&state.settings, body.tier, body.valid_years),
     };
     let card = cards::issue(&txn, &state.keyring, actor, new, now).await?;
     if !decide(&txn, id, ApplicationStatus::Approved, actor.user_id, None, Some(card.id), now).await? {

@@ -5,7 +5,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::dto::{CardDetail, CardPii, CardSearch, CardView, ChangeCard, OwnCardView, Reason, Renew};
-use super::service::{self, DEFAULT_VALID_YEARS, Op};
+use super::service::{self, Op};
 use crate::auth::{RequestMeta, Reviewer, Talent};
 use crate::error::{ApiError, ProblemBody};
 use crate::pagination::{Page, PageParams};
@@ -103,7 +103,7 @@ async fn renew(
     let mut errors = Vec::new();
     service::check_valid_years(body.valid_years, &mut errors);
     validate::check(errors)?;
-    let op = Op::Renew { years: body.valid_years.unwrap_or(DEFAULT_VALID_YEARS) };
+    let op = Op::Renew { years: body.valid_years };
     Ok(web::Json(service::apply(&state, &meta.actor(&r), *id, op, &body.reason).await?))
 }
 

@@ -28,7 +28,12 @@ pub const NAME_CONTEXT: &str = "cards.holder_name";
 pub const ID_CONTEXT: &str = "cards.id_number";
 /// `card_sequences` row that numbers card state changes for offline merchant apps.
 const STATE_FEED: i32 = 0;
-pub const DEFAULT_VALID_YEARS: i32 = 3;
+
+/// Years a card of `tier` is valid for when issued or renewed: what the reviewer asked
+/// for, else the configured default for the tier (SPEC §3).
+pub fn valid_years(settings: &crate::config::Settings, tier: Tier, requested: Option<i32>) -> i32 {
+    requested.unwrap_or_else(|| settings.card_valid_years.for_tier(tier))
+}
 
 #[derive(sea_orm::DeriveIden)]
 enum CardSequences {
@@ -158,8 +163,14 @@ pub enum Op {
     Suspend,
     Resume,
     Revoke,
-    Renew { years: i32 },
-    Change { tier: Option<Tier>, category: Option<Category> },
+    /// `None`: the configured validity of the card's tier.
+    Renew {
+        years: Option<i32>,
+    },
+    Change {
+        tier: Option<Tier>,
+        category: Option<Category>,
+    },
 }
 
 fn check_reason(reason: &str) -> Result<(), ApiError> {
@@ -193,7 +204,11 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
             ("revoked", true)
         }
         Op::Renew { years } if before.status != "revoked" => {
-            m.valid_until = Set(expiry_after(Ord::max(before.valid_until, now), years));
+            let years = valid_years(&state.settings, super::dto::classification_of(&before)?.0, years);
+            // From the card's last valid day (`valid_until` is the midnight after it), or
+            // from today for a card that has expired: exactly `years` more.
+            let last_valid = before.valid_until - chrono::Duration::seconds(1);
+            m.valid_until = Set(expiry_after(Ord::max(last_valid, now), years));
             ("renewed", false)
         }
         Op::Change { tier, category } if before.status != "revoked" => {

@@ -37,7 +37,11 @@ use crate::state::AppState;
 use crate::validate;
 
 pub const VISIT_TTL: Duration = Duration::minutes(5);
-pub const VOID_WINDOW: Duration = Duration::hours(24);
+
+/// How long after a redemption its partner may void it (SPEC §3; configurable).
+pub fn void_window(settings: &crate::config::Settings) -> Duration {
+    Duration::seconds(settings.void_window_secs)
+}
 
 fn card_problem(status: CardStatus) -> Option<ApiError> {
     match status {
@@ -283,7 +287,7 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
     if r.partner_id != partner_id {
         return Err(ApiError::new(ErrorCode::Forbidden));
     }
-    if r.status == "completed" && now - r.created_at > VOID_WINDOW {
+    if r.status == "completed" && now - r.created_at > void_window(&state.settings) {
         return Err(ApiError::new(ErrorCode::VoidWindowPassed));
     }
     let voided = redemption::Entity::update_many()

@@ -1,6 +1,7 @@
 //! The card lifecycle, each change an event and an audit entry.
 
 use chrono::Duration;
+use sea_orm::EntityTrait;
 use serde_json::json;
 use zhuge_card::auth::Role;
 use zhuge_card::clock::Clock;
@@ -101,4 +102,62 @@ async fn expiry_is_derived_from_valid_until_in_beijing_time() {
     assert_eq!(json(app.get_as("/api/v1/me/card", &t.access).await).await.1["status"], "active");
     clock.advance(Duration::seconds(1));
     assert_eq!(json(app.get_as("/api/v1/me/card", &t.access).await).await.1["status"], "expired");
+}
+
+#[tokio::test]
+async fn validity_by_tier_and_the_void_window_come_from_the_settings() {
+    let (mut settings, db) = test_settings().await;
+    settings.card_valid_years = "A=5,E=1".parse().unwrap();
+    settings.void_window_secs = 600;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00+08:00").unwrap().to_utc();
+    let clock = Clock::manual(start);
+    let app = spawn_with_settings(settings, db, clock.clone()).await;
+
+    // Approved without `valid_years`: the tier's configured validity.
+    let top = app.issue_card("top", "刘二", &id_number(24), "A", "sci_tech").await;
+    let young = app.issue_card("young", "刘三", &id_number(25), "E", "youth").await;
+    let (_, card) = json(app.get_as("/api/v1/me/card", &top.talent.access).await).await;
+    assert_eq!(card["valid_until"], "2031-11-27T16:00:00Z");
+    let (_, card) = json(app.get_as("/api/v1/me/card", &young.talent.access).await).await;
+    assert_eq!(card["valid_until"], "2027-11-27T16:00:00Z");
+    // Renewed without `valid_years`: one more year for tier E.
+    let reviewer = app.admin(Role::Reviewer).await;
+    let url = format!("/api/v1/admin/cards/{}/renew", young.card_id);
+    let (status, detail) = json(app.post_as(&url, &reviewer.access, &json!({"reason": "续期"})).await).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["valid_until"], "2028-11-27T16:00:00Z");
+    let stored = entity::card::Entity::find_by_id(young.card_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(stored.valid_until.to_rfc3339(), "2028-11-27T16:00:00+00:00");
+
+    // Voids: ten minutes, not a day.
+    let operator = app.admin(Role::Operator).await;
+    let partner = app.create_partner(&operator.access, crate::support::catalog::partner_body("书屋")).await;
+    let mut body = crate::support::catalog::benefit_body("借阅");
+    body["valid_from"] = json!("2020-01-01T00:00:00Z");
+    body["tiers"] = json!(["A", "E"]);
+    let benefit = app.create_benefit(&operator.access, partner, body).await;
+    let staff = app.account(Role::MerchantStaff, Some(partner)).await.1;
+    let mut redeemed = Vec::new();
+    for (i, holder) in [&top, &young].into_iter().enumerate() {
+        let (_, qr) = json(app.get_as("/api/v1/me/card/qr", &holder.talent.access).await).await;
+        let (_, visit) = json(app.post_as("/api/v1/merchant/verify", &staff.access, &json!({"qr": qr["token"]})).await).await;
+        let res = app
+            .auth(reqwest::Method::POST, "/api/v1/merchant/redemptions", &staff.access)
+            .header("idempotency-key", format!("w{i}"))
+            .json(&json!({"visit_id": visit["visit_id"], "benefit_id": benefit}))
+            .send()
+            .await
+            .unwrap();
+        let (status, r) = json(res).await;
+        assert_eq!(status, 201, "{r}");
+        redeemed.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let void = |id: &str, access: &str| app.post_as(&format!("/api/v1/merchant/redemptions/{id}/void"), access, &json!({"reason": "取消"}));
+    clock.advance(Duration::minutes(9));
+    assert_eq!(void(&redeemed[0], &staff.access).await.status(), 200);
+    clock.advance(Duration::minutes(2));
+    let fresh = staff.renewed(&app, Role::MerchantStaff);
+    assert_problem(void(&redeemed[1], &fresh).await, 409, "void_window_passed").await;
+    let row = entity::redemption::Entity::find_by_id(redeemed[1].parse::<uuid::Uuid>().unwrap()).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(row.status, "completed");
 }

@@ -66,6 +66,7 @@ fn every_documented_variable_and_file_key_reaches_its_setting() {
             "ZHUGE_LOG_FORMAT" => "json",
             "ZHUGE_DATA_DIR" | "ZHUGE_CACHE_PREFIX" | "ZHUGE_CORS_ORIGINS" => "x",
             "ZHUGE_OUTBOX_WORKER" | "ZHUGE_TRUST_PROXY" => "false",
+            "ZHUGE_CARD_VALID_YEARS" => "A=5",
             n if n.ends_with("_URL") && !n.starts_with("ZHUGE_") => "postgres://u:p@h/d",
             n if n.contains("KEY") || n.contains("SECRET") || n.contains("APPID") || n.ends_with("_URL") => {
                 "some-value-of-forty-characters-or-so-ok!"
