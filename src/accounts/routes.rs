@@ -6,13 +6,58 @@ use uuid::Uuid;
 
 use super::dto::{AccountFilter, AccountStatus, AccountView, CreateAccount, ResetPassword, UpdateAccount};
 use super::service;
-use crate::auth::{RequestMeta, SuperAdmin};
+use crate::auth::{RequestMeta, Reviewer, SuperAdmin};
+use crate::cards::dto::Reason;
 use crate::error::{ApiError, ProblemBody};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(list).service(create).service(get_one).service(update).service(disable).service(reset_password);
+    cfg.service(list)
+        .service(create)
+        .service(get_one)
+        .service(update)
+        .service(disable)
+        .service(reset_password)
+        .service(disable_talent)
+        .service(enable_talent);
+}
+
+/// Disable a talent's account: signs them out everywhere and suspends their live card
+/// (its QR tokens stop verifying). Reviewers and super admins.
+#[utoipa::path(
+    tag = "admin cards",
+    request_body = Reason,
+    security(("bearer" = [])),
+    responses((status = OK, body = AccountView), (status = NOT_FOUND, description = "no such talent", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
+)]
+#[post("/admin/talents/{id}/disable")]
+async fn disable_talent(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<Reason>,
+) -> Result<web::Json<AccountView>, ApiError> {
+    Ok(web::Json(service::set_talent_status(&state, &meta.actor(&r), *id, AccountStatus::Disabled, &body.reason).await?))
+}
+
+/// Re-enable a talent's account; a card that disabling it suspended is resumed.
+#[utoipa::path(
+    tag = "admin cards",
+    request_body = Reason,
+    security(("bearer" = [])),
+    responses((status = OK, body = AccountView), (status = NOT_FOUND, description = "no such talent", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
+)]
+#[post("/admin/talents/{id}/enable")]
+async fn enable_talent(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<Reason>,
+) -> Result<web::Json<AccountView>, ApiError> {
+    Ok(web::Json(service::set_talent_status(&state, &meta.actor(&r), *id, AccountStatus::Active, &body.reason).await?))
 }
 
 /// List admin accounts, oldest first.

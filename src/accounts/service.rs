@@ -185,6 +185,59 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
     AccountView::try_from(&after)
 }
 
+/// Disables or re-enables a talent's account (SPEC §5). Disabling signs the talent out
+/// everywhere and suspends their live card, so that their QR tokens stop verifying at
+/// once and offline merchant apps learn it from the revocation feed; re-enabling resumes
+/// the card only if disabling the account is what suspended it (a reviewer's own
+/// suspension stays).
+pub async fn set_talent_status(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    to: AccountStatus,
+    reason: &str,
+) -> Result<AccountView, ApiError> {
+    let mut errors = Vec::new();
+    validate::required("reason", reason, 500, &mut errors);
+    validate::check(errors)?;
+    let now = state.clock.now();
+    let txn = db::begin_write(&state.db).await?;
+    let before =
+        user::Entity::find_by_id(id).one(&txn).await?.filter(|u| u.role == Role::Talent.as_str()).ok_or_else(ApiError::not_found)?;
+    if before.status == to.as_str() {
+        return AccountView::try_from(&before);
+    }
+    let mut active = before.clone().into_active_model();
+    active.status = Set(to.as_str().into());
+    active.updated_at = Set(now);
+    let after = active.update(&txn).await?;
+    let revoked = sessions::revoke(&txn, Revoke::AllOfUser(id), "account_status_changed", now).await?;
+    use crate::cards::service::{ACCOUNT_DISABLED, Op, last_suspended_by, live_card_of, transition};
+    if let Some(card) = live_card_of(&txn, id).await? {
+        match to {
+            AccountStatus::Disabled if card.status == "active" => {
+                transition(&txn, &state.settings, actor, card.id, Op::Suspend, reason, Some(ACCOUNT_DISABLED), now).await?;
+            }
+            AccountStatus::Active if card.status == "suspended" && last_suspended_by(&txn, card.id, ACCOUNT_DISABLED).await? => {
+                transition(&txn, &state.settings, actor, card.id, Op::Resume, reason, Some(ACCOUNT_DISABLED), now).await?;
+            }
+            _ => {}
+        }
+    }
+    let action = if to == AccountStatus::Disabled { "talent.disable" } else { "talent.enable" };
+    let change = Change {
+        action,
+        target_type: "user",
+        target_id: id.to_string(),
+        before: Some(json!({"status": before.status})),
+        after: Some(json!({"status": after.status, "reason": reason.trim()})),
+    };
+    audit::record(&txn, actor, change, now).await?;
+    txn.commit().await?;
+    sessions::forget(&state.cache, &revoked).await;
+    AccountView::try_from(&after)
+}
+
 /// Sets a new initial password, which must be changed at next sign-in, and signs the
 /// account out everywhere.
 pub async fn reset_password<C: ConnectionTrait>(

@@ -183,11 +183,31 @@ fn check_reason(reason: &str) -> Result<(), ApiError> {
 /// entry, and moves the offline state feed when the card's usability changes.
 pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reason: &str) -> Result<CardDetail, ApiError> {
     check_reason(reason)?;
-    let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
+    transition(&txn, &state.settings, actor, card_id, op, reason, None, state.clock.now()).await?;
+    txn.commit().await?;
+    detail(state, card_id).await
+}
+
+/// Why the account (not a reviewer's decision on the card) suspended a card: recorded on the
+/// event, so that re-enabling the account resumes only what disabling it suspended.
+pub const ACCOUNT_DISABLED: &str = "account_disabled";
+
+/// [`apply`] inside the caller's transaction; `cause` is recorded on the event.
+#[expect(clippy::too_many_arguments, reason = "one transition's inputs; a struct would only rename them")]
+pub async fn transition<C: ConnectionTrait>(
+    txn: &C,
+    settings: &crate::config::Settings,
+    actor: &Actor,
+    card_id: Uuid,
+    op: Op,
+    reason: &str,
+    cause: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<card::Model, ApiError> {
     // Concurrent changes of one card queue here: a row lock on PostgreSQL; on SQLite the
     // write transaction already holds the database's write lock.
-    let before = card::Entity::find_by_id(card_id).lock_exclusive().one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    let before = card::Entity::find_by_id(card_id).lock_exclusive().one(txn).await?.ok_or_else(ApiError::not_found)?;
     let conflict = || ApiError::new(ErrorCode::CardStateConflict);
     let mut m = before.clone().into_active_model();
     let (kind, feed) = match op {
@@ -204,7 +224,7 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
             ("revoked", true)
         }
         Op::Renew { years } if before.status != "revoked" => {
-            let years = valid_years(&state.settings, super::dto::classification_of(&before)?.0, years);
+            let years = valid_years(settings, super::dto::classification_of(&before)?.0, years);
             // From the card's last valid day (`valid_until` is the midnight after it), or
             // from today for a card that has expired: exactly `years` more.
             let last_valid = before.valid_until - chrono::Duration::seconds(1);
@@ -223,7 +243,7 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
         _ => return Err(conflict()),
     };
     if feed {
-        m.state_version = Set(next_in_sequence(&txn, STATE_FEED).await?);
+        m.state_version = Set(next_in_sequence(txn, STATE_FEED).await?);
     }
     m.updated_at = Set(now);
     // And the write itself only applies to the state the checks above saw.
@@ -231,14 +251,18 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
         .set(m)
         .filter(card::Column::Id.eq(card_id))
         .filter(card::Column::Status.eq(before.status.as_str()))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if updated.rows_affected != 1 {
         return Err(conflict());
     }
-    let after = card::Entity::find_by_id(card_id).one(&txn).await?.ok_or_else(ApiError::not_found)?;
+    let after = card::Entity::find_by_id(card_id).one(txn).await?.ok_or_else(ApiError::not_found)?;
     let snapshot = |c: &card::Model| json!({"status": c.status, "tier": c.tier, "category": c.category, "valid_until": c.valid_until});
-    event(&txn, &after, kind, actor, reason.trim(), Some(json!({"from": snapshot(&before), "to": snapshot(&after)})), now).await?;
+    let mut details = json!({"from": snapshot(&before), "to": snapshot(&after)});
+    if let Some(cause) = cause {
+        details["cause"] = json!(cause);
+    }
+    event(txn, &after, kind, actor, reason.trim(), Some(details), now).await?;
     let change = Change {
         action: match kind {
             "suspended" => "card.suspend",
@@ -252,9 +276,16 @@ pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reaso
         before: Some(snapshot(&before)),
         after: Some(snapshot(&after)),
     };
-    audit::record(&txn, actor, change, now).await?;
-    txn.commit().await?;
-    detail(state, card_id).await
+    audit::record(txn, actor, change, now).await?;
+    Ok(after)
+}
+
+/// Whether the card's last event is a suspension caused by `cause`.
+pub async fn last_suspended_by<C: ConnectionTrait>(txn: &C, card_id: Uuid, cause: &str) -> Result<bool, DbErr> {
+    let last =
+        card_event::Entity::find().filter(card_event::Column::CardId.eq(card_id)).order_by_desc(card_event::Column::Id).one(txn).await?;
+    Ok(last
+        .is_some_and(|e| e.kind == "suspended" && e.details.as_ref().and_then(|d| d.get("cause")).and_then(|c| c.as_str()) == Some(cause)))
 }
 
 pub async fn detail(state: &AppState, card_id: Uuid) -> Result<CardDetail, ApiError> {

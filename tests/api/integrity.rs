@@ -227,3 +227,64 @@ async fn a_deactivated_partners_staff_can_no_longer_verify_redeem_or_void_and_it
     let (status, body) = json(app.post_as("/api/v1/merchant/verify", &d.staff.access, &json!({"qr": token})).await).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re_enabled() {
+    let app = spawn_app().await;
+    let d = desk(&app, "人才公寓").await;
+    let holder = app.issue_card("gone", "孙八", &id_number(93), "C", "enterprise").await;
+    let other = app.issue_card("stays", "周九", &id_number(94), "C", "enterprise").await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    let token = qr(&app, &holder.talent).await;
+    let url = |talent: uuid::Uuid, op: &str| format!("/api/v1/admin/talents/{talent}/{op}");
+
+    // Only reviewers (and super admins) may; a reason is required; talents only.
+    let operator = app.admin(Role::Operator).await;
+    let reason = json!({"reason": "身份信息存疑"});
+    assert_problem(app.post_as(&url(holder.talent.user_id, "disable"), &operator.access, &reason).await, 403, "forbidden").await;
+    assert_problem(
+        app.post_as(&url(holder.talent.user_id, "disable"), &reviewer.access, &json!({"reason": " "})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(app.post_as(&url(d.staff.user_id, "disable"), &reviewer.access, &reason).await, 404, "not_found").await;
+
+    let (status, account) = json(app.post_as(&url(holder.talent.user_id, "disable"), &reviewer.access, &reason).await).await;
+    assert_eq!((status, account["status"].as_str()), (200, Some("disabled")), "{account}");
+    // Signed out at once, and cannot sign in again.
+    assert_problem(app.get_as("/api/v1/me", &holder.talent.access).await, 401, "session_revoked").await;
+    assert_problem(app.wechat_login_raw(&format!("gone.{}", uuid::Uuid::new_v4().simple())).await, 403, "account_disabled").await;
+    // A token shown before is refused, and the offline feed lists the card.
+    assert_problem(app.post_as("/api/v1/merchant/verify", &d.staff.access, &json!({"qr": token})).await, 409, "card_suspended").await;
+    let (_, feed) = json(app.get("/api/v1/cards/revocations?since=0").await).await;
+    assert!(feed.to_string().contains(&holder.card_id.to_string()), "{feed}");
+    let stored = card::Entity::find_by_id(holder.card_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(stored.status, "suspended");
+    let user = entity::user::Entity::find_by_id(holder.talent.user_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(user.status, "disabled");
+    // Others are untouched.
+    assert!(qr(&app, &other.talent).await.is_string());
+
+    // Re-enabled: the card the disable suspended is active again.
+    let (status, _) =
+        json(app.post_as(&url(holder.talent.user_id, "enable"), &reviewer.access, &json!({"reason": "核实无误"})).await).await;
+    assert_eq!(status, 200);
+    let talent = app.talent("gone").await;
+    let (status, body) = json(app.post_as("/api/v1/merchant/verify", &d.staff.access, &json!({"qr": qr(&app, &talent).await})).await).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A card a reviewer suspended stays suspended when the account comes back.
+    let suspend = format!("/api/v1/admin/cards/{}/suspend", other.card_id);
+    assert_eq!(app.post_as(&suspend, &reviewer.access, &json!({"reason": "待核查"})).await.status(), 200);
+    assert_eq!(app.post_as(&url(other.talent.user_id, "disable"), &reviewer.access, &reason).await.status(), 200);
+    assert_eq!(app.post_as(&url(other.talent.user_id, "enable"), &reviewer.access, &reason).await.status(), 200);
+    let stored = card::Entity::find_by_id(other.card_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(stored.status, "suspended");
+    let actions = entity::audit_log::Entity::find()
+        .filter(entity::audit_log::Column::Action.is_in(["talent.disable", "talent.enable"]))
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(actions, 4);
+}
