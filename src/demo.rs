@@ -10,8 +10,8 @@ use crate::applications::dto::{Approve, NewApplication};
 use crate::audit::Actor;
 use crate::auth::Role;
 use crate::catalog::dto::{BenefitInput, District, PartnerCategory, PartnerInput, Status};
+use crate::catalog::period::Period;
 use crate::classification::{Category, Tier};
-use crate::redemption::period::Period;
 use crate::state::AppState;
 use crate::{applications, catalog, db};
 

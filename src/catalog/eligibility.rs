@@ -19,7 +19,7 @@ pub fn eligible(benefit: &BenefitView, tier: Tier, category: Category, at: DateT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redemption::period::Period;
+    use crate::catalog::period::Period;
 
     fn benefit() -> BenefitView {
         BenefitView {

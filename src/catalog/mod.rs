@@ -3,5 +3,6 @@
 pub mod cache;
 pub mod dto;
 pub mod eligibility;
+pub mod period;
 pub mod routes;
 pub mod service;

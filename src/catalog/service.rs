@@ -17,11 +17,11 @@ use super::dto::{
     AdminPartnerQuery, BenefitInput, BenefitQuery, BenefitView, District, PartnerCategory, PartnerInput, PartnerQuery, PartnerView, Status,
 };
 use crate::audit::{self, Actor, Change};
+use crate::catalog::period::Period;
 use crate::classification::{self, Tier};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::pagination::{Page, PageParams};
-use crate::redemption::period::Period;
 use crate::state::AppState;
 use crate::validate;
 

@@ -3,7 +3,6 @@
 
 pub mod dto;
 pub mod idempotency;
-pub mod period;
 pub mod quota;
 pub mod render;
 pub mod routes;

@@ -8,8 +8,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::dto::BenefitUse;
-use super::period;
 use crate::catalog::dto::BenefitView;
+use crate::catalog::period;
 
 /// Reads the card's counters for the benefits, then as [`remaining`].
 pub async fn uses<C: ConnectionTrait>(

@@ -18,7 +18,6 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
-use super::period;
 use super::quota;
 use super::scan::{self, NewVisit, Scan};
 use crate::audit::{self, Actor, Change};
@@ -28,6 +27,7 @@ use crate::cards::qr::{self, QrError};
 use crate::cards::service::live_card_of;
 use crate::catalog::dto::BenefitView;
 use crate::catalog::eligibility::eligible;
+use crate::catalog::period;
 use crate::catalog::service::offered_by;
 use crate::clock::BEIJING;
 use crate::db;

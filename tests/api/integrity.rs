@@ -9,8 +9,8 @@ use zhuge_card::accounts::dto::AccountStatus;
 use zhuge_card::applications::dto::ApplicationStatus;
 use zhuge_card::auth::Role;
 use zhuge_card::catalog::dto::{District, PartnerCategory, Status};
+use zhuge_card::catalog::period::Period;
 use zhuge_card::classification::{Category, Tier};
-use zhuge_card::redemption::period::Period;
 
 use crate::support::cards::{application, id_number};
 use crate::support::catalog::{benefit_body, partner_body};
