@@ -5,6 +5,8 @@
 //! The key is claimed (committed) before the work starts, with a short lease; the outcome
 //! is stored in the same transaction as the redemption, so a crash in between leaves a
 //! claim that expires and a redemption that never happened — a retry then runs it afresh.
+//!
+//! [`idempotent`] is the whole protocol; a handler only maps its [`Outcome`] to HTTP.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_key;
@@ -13,18 +15,72 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, 
 use uuid::Uuid;
 
 use crate::db;
+use crate::error::{ApiError, ErrorCode, Lang};
+use crate::state::AppState;
+
+/// What an idempotent request answers.
+pub enum Outcome<T> {
+    /// The operation ran now and succeeded.
+    Done(T),
+    /// An earlier request with this key and body finished: its response, byte for byte.
+    Replay { status: u16, body: String },
+}
+
+/// Runs `operation` at most once for `(staff, key)` and a request whose body hashes to
+/// `request_hash`:
+/// - a new key is claimed, then the operation runs. On success the operation itself must
+///   store its response under the key, in the commit that makes its change (see
+///   [`complete`]), so that the two can never part. A refusal the client caused (a 4xx) is
+///   stored here, rendered in `lang`, and replayed to retries; a failure of ours releases
+///   the key, so that a retry runs the operation again.
+/// - a finished key with the same body answers [`Outcome::Replay`]; with another body,
+///   `idempotency_key_reused`; a key still running, `idempotency_in_flight`.
+pub async fn idempotent<T, F, Fut>(
+    state: &AppState,
+    staff: Uuid,
+    key: &str,
+    request_hash: &str,
+    lang: Lang,
+    operation: F,
+) -> Result<Outcome<T>, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let lease = Duration::seconds(state.settings.idempotency_lease_secs.max(1));
+    match begin(&state.db_relaxed, staff, key, request_hash, state.clock.now(), lease).await? {
+        Begin::New => {}
+        Begin::Replay { status, body } => return Ok(Outcome::Replay { status, body }),
+        Begin::InFlight => return Err(ApiError::new(ErrorCode::IdempotencyInFlight)),
+        Begin::Mismatch => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
+    }
+    match operation().await {
+        Ok(done) => Ok(Outcome::Done(done)),
+        Err(e) if e.code().status().is_client_error() => {
+            let (status, problem) = e.render(lang);
+            complete(&state.db, staff, key, status.as_u16(), &String::from_utf8_lossy(&problem)).await?;
+            Err(e)
+        }
+        Err(e) => {
+            if let Err(release) = release(&state.db, staff, key).await {
+                tracing::warn!(error = %release, "could not release an idempotency key");
+            }
+            Err(e)
+        }
+    }
+}
 
 /// Keys are kept at least this long.
 pub const KEEP: Duration = Duration::hours(48);
 
-pub enum Begin {
+enum Begin {
     New,
     Replay { status: u16, body: String },
     InFlight,
     Mismatch,
 }
 
-pub async fn begin<C: ConnectionTrait>(
+async fn begin<C: ConnectionTrait>(
     db: &C,
     staff: Uuid,
     key: &str,
@@ -86,7 +142,7 @@ pub async fn complete<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str, status
 }
 
 /// Gives a key back after a failure of ours, so that a retry runs the request again.
-pub async fn release<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str) -> Result<(), DbErr> {
+async fn release<C: ConnectionTrait>(db: &C, staff: Uuid, key: &str) -> Result<(), DbErr> {
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::StaffId.eq(staff))
         .filter(idempotency_key::Column::Key.eq(key))

@@ -9,7 +9,7 @@ use super::dto::{
     AdminStats, BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery,
     StatsQuery, VerifyRequest, VerifyView, VoidRequest,
 };
-use super::idempotency::{self, Begin};
+use super::idempotency::{self, Outcome};
 use super::{render, service};
 use crate::auth::{AnyAdmin, RequestMeta, Staff, SuperAdmin, Talent};
 use crate::cards::keys::{self, Jwks};
@@ -93,34 +93,18 @@ async fn redeem(
     let key = idempotency_key(&req)?;
     let hash = sha256_hex(&serde_json::to_vec(&*body)?);
     let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
-    let lease = chrono::Duration::seconds(state.settings.idempotency_lease_secs.max(1));
-    match idempotency::begin(&state.db_relaxed, staff.user_id, &key, &hash, state.clock.now(), lease).await? {
-        Begin::New => {}
-        Begin::Replay { status, body } => {
+    let redeem = || service::redeem(&state, &staff, &key, body.visit_id, body.benefit_id);
+    Ok(match idempotency::idempotent(&state, staff.user_id, &key, &hash, lang, redeem).await? {
+        Outcome::Done(view) => HttpResponse::Created().json(view),
+        Outcome::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let content_type = if status.is_success() { "application/json" } else { PROBLEM_JSON };
-            return Ok(HttpResponse::build(status)
+            HttpResponse::build(status)
                 .insert_header((header::CONTENT_TYPE, content_type))
                 .insert_header(("idempotent-replayed", "true"))
-                .body(body));
+                .body(body)
         }
-        Begin::InFlight => return Err(ApiError::new(ErrorCode::IdempotencyInFlight)),
-        Begin::Mismatch => return Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
-    }
-    match service::redeem(&state, &staff, &key, body.visit_id, body.benefit_id).await {
-        Ok(view) => Ok(HttpResponse::Created().json(view)),
-        Err(e) if e.code().status().is_client_error() => {
-            let (status, problem) = e.render(lang);
-            idempotency::complete(&state.db, staff.user_id, &key, status.as_u16(), &String::from_utf8_lossy(&problem)).await?;
-            Err(e)
-        }
-        Err(e) => {
-            if let Err(release) = idempotency::release(&state.db, staff.user_id, &key).await {
-                tracing::warn!(error = %release, "could not release an idempotency key");
-            }
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Void a redemption of your own partner, once, within 24 hours; the use returns to the quota.
