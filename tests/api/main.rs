@@ -16,6 +16,7 @@ mod deploy;
 mod documents;
 mod errors;
 mod integrity;
+mod model;
 mod openapi;
 mod privacy;
 mod redemption;
