@@ -6,23 +6,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountStatus {
-    Active,
-    Disabled,
-}
-
-impl AccountStatus {
-    pub const ALL: [AccountStatus; 2] = [AccountStatus::Active, AccountStatus::Disabled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountStatus::Active => "active",
-            AccountStatus::Disabled => "disabled",
-        }
-    }
-}
+pub use crate::auth::account::AccountStatus;
 
 /// An account as admins see it. No password hash, no WeChat data.
 #[derive(Debug, Serialize, ToSchema)]

@@ -27,28 +27,7 @@ pub struct NewAccount<'a> {
     pub must_change_password: bool,
 }
 
-/// A new account row: active, no credentials, no WeChat or phone data. Callers set what
-/// their kind of account has.
-pub fn new_row(role: Role, now: DateTime<Utc>) -> user::ActiveModel {
-    user::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        role: Set(role.as_str().into()),
-        status: Set(AccountStatus::Active.as_str().into()),
-        username: Set(None),
-        password_hash: Set(None),
-        must_change_password: Set(false),
-        partner_id: Set(None),
-        wechat_openid: Set(None),
-        wechat_unionid: Set(None),
-        wechat_session_key_enc: Set(None),
-        phone_enc: Set(None),
-        phone_hash: Set(None),
-        failed_logins: Set(0),
-        locked_until: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-}
+pub use crate::auth::account::new_row;
 
 pub fn check_username(username: &str, errors: &mut Vec<FieldError>) {
     let u = normalise_username(username);

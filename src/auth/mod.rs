@@ -1,6 +1,7 @@
 //! Identity: who is calling and what they may do. Sign-in (WeChat, password), access
 //! tokens, database-backed sessions cached in Redis, roles as extractors.
 
+pub mod account;
 pub mod dto;
 pub mod extract;
 pub mod password;

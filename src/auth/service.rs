@@ -16,7 +16,6 @@ use super::ratelimit;
 use super::roles::Role;
 use super::sessions::{self, Revoke, SessionInfo};
 use super::tokens::ACCESS_TTL_SECS;
-use crate::accounts;
 use crate::crypto::{self, mask};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
@@ -77,7 +76,7 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
                 wechat_openid: Set(Some(wx.openid.clone())),
                 wechat_unionid: Set(wx.unionid.clone()),
                 wechat_session_key_enc: Set(Some(session_key)),
-                ..accounts::service::new_row(Role::Talent, now)
+                ..super::account::new_row(Role::Talent, now)
             }
             .insert(&txn)
             .await?
