@@ -33,6 +33,21 @@ impl CardStatus {
     }
 }
 
+impl CardStatus {
+    /// [`CardStatus::of`] as a condition on the `cards` table: the cards that have this
+    /// status at `now`. A test checks that the two agree for every status.
+    pub fn condition(self, now: DateTime<Utc>) -> sea_orm::Condition {
+        use sea_orm::ColumnTrait;
+        let stored = |s: &str| sea_orm::Condition::all().add(card::Column::Status.eq(s));
+        match self {
+            CardStatus::Active => stored("active").add(card::Column::ValidUntil.gt(now)),
+            CardStatus::Expired => stored("active").add(card::Column::ValidUntil.lte(now)),
+            CardStatus::Suspended => stored("suspended"),
+            CardStatus::Revoked => stored("revoked"),
+        }
+    }
+}
+
 /// A card's tier and category, as stored.
 pub fn classification_of(card: &card::Model) -> Result<(Tier, Category), ApiError> {
     Ok((classification::tier_from_db("cards.tier", &card.tier)?, stored("cards.category", &card.category, Category::parse)?))

@@ -12,7 +12,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::dto::{CardDetail, CardEventView, CardPii, CardSearch, CardStatus, CardView, OwnCardView};
+use super::dto::{CardDetail, CardEventView, CardPii, CardSearch, CardView, OwnCardView};
 use super::number;
 use crate::audit::{self, Actor, Change};
 use crate::classification::{Category, Tier};
@@ -353,13 +353,9 @@ pub async fn search(state: &AppState, q: &CardSearch, page: &PageParams) -> Resu
     if let Some(t) = q.tier {
         select = select.filter(card::Column::Tier.eq(t.letter().to_string()));
     }
-    select = match q.status {
-        None => select,
-        Some(CardStatus::Active) => select.filter(card::Column::Status.eq("active")).filter(card::Column::ValidUntil.gt(now)),
-        Some(CardStatus::Expired) => select.filter(card::Column::Status.eq("active")).filter(card::Column::ValidUntil.lte(now)),
-        Some(CardStatus::Suspended) => select.filter(card::Column::Status.eq("suspended")),
-        Some(CardStatus::Revoked) => select.filter(card::Column::Status.eq("revoked")),
-    };
+    if let Some(status) = q.status {
+        select = select.filter(status.condition(now));
+    }
     if let Some(after) = after {
         select = select.filter(card::Column::Id.gt(after));
     }

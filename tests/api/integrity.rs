@@ -288,3 +288,47 @@ async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re
         .unwrap();
     assert_eq!(actions, 4);
 }
+
+#[tokio::test]
+async fn the_card_status_rule_and_its_sql_condition_agree_for_every_status() {
+    use zhuge_card::cards::dto::CardStatus;
+    let app = spawn_app().await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    let mut ids = Vec::new();
+    for (n, op) in ["", "suspend", "revoke", "expire", "expire-suspend"].into_iter().enumerate() {
+        let holder = app.issue_card(&format!("rule{n}"), "吴十", &id_number(300 + n as u32), "E", "youth").await;
+        if op.starts_with("expire") {
+            card::Entity::update_many()
+                .col_expr(card::Column::ValidUntil, sea_orm::sea_query::Expr::value(app.state.clock.now() - chrono::Duration::seconds(1)))
+                .filter(card::Column::Id.eq(holder.card_id))
+                .exec(&app.state.db)
+                .await
+                .unwrap();
+        }
+        if let Some(op) = ["suspend", "revoke"].into_iter().find(|o| op.ends_with(o)) {
+            let url = format!("/api/v1/admin/cards/{}/{op}", holder.card_id);
+            assert_eq!(app.post_as(&url, &reviewer.access, &json!({"reason": "规则"})).await.status(), 200);
+        }
+        ids.push(holder.card_id);
+    }
+    let now = app.state.clock.now();
+    let cards = card::Entity::find().filter(card::Column::Id.is_in(ids.clone())).all(&app.state.db).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for status in [CardStatus::Active, CardStatus::Expired, CardStatus::Suspended, CardStatus::Revoked] {
+        let mut by_rule: Vec<_> = cards.iter().filter(|c| CardStatus::of(c, now).unwrap() == status).map(|c| c.id).collect();
+        let mut by_sql: Vec<_> = card::Entity::find()
+            .filter(card::Column::Id.is_in(ids.clone()))
+            .filter(status.condition(now))
+            .all(&app.state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        by_rule.sort();
+        by_sql.sort();
+        assert_eq!(by_rule, by_sql, "{status:?}");
+        seen.extend(by_rule);
+    }
+    assert_eq!(seen.len(), ids.len(), "every card has exactly one status");
+}
