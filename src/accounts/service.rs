@@ -80,7 +80,7 @@ pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<
     }
     .insert(txn)
     .await
-    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::UsernameTaken) } else { e.into() })?;
+    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::UsernameUnavailable) } else { e.into() })?;
     let change = Change {
         action: "account.create",
         target_type: "user",
