@@ -9,6 +9,7 @@ mod m20261127_000003_cards;
 mod m20261127_000004_redemption;
 mod m20261129_000005_documents_in_database;
 mod m20261129_000006_card_id_search;
+mod m20261201_000007_login_failures;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_redemption::Migration),
             Box::new(m20261129_000005_documents_in_database::Migration),
             Box::new(m20261129_000006_card_id_search::Migration),
+            Box::new(m20261201_000007_login_failures::Migration),
         ]
     }
 }

@@ -199,6 +199,9 @@ pub async fn reset_password<C: ConnectionTrait>(
     }
     let hash = password::hash(password).await?;
     let id = account.id;
+    if let Some(username) = &account.username {
+        crate::auth::lockout::clear_all(txn, username).await?;
+    }
     let mut active = account.into_active_model();
     active.password_hash = Set(Some(hash));
     active.must_change_password = Set(true);

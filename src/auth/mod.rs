@@ -3,6 +3,7 @@
 
 pub mod dto;
 pub mod extract;
+pub mod lockout;
 pub mod password;
 pub mod ratelimit;
 pub mod roles;

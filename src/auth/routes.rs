@@ -69,7 +69,7 @@ async fn wechat_phone(state: web::Data<AppState>, talent: Talent, body: web::Jso
         (status = OK, body = TokenPair),
         (status = UNAUTHORIZED, description = "`invalid_credentials`", body = ProblemBody),
         (status = FORBIDDEN, description = "`account_disabled`", body = ProblemBody),
-        (status = LOCKED, description = "`account_locked` after repeated failures; see `Retry-After`", body = ProblemBody),
+        (status = LOCKED, description = "`account_locked`: five wrong passwords for this name from this address lock it here for 15 minutes; 50 from all addresses in an hour lock it everywhere for an hour, except at addresses the account signed in from before; see `Retry-After`", body = ProblemBody),
         (status = TOO_MANY_REQUESTS, description = "`too_many_requests`; see `Retry-After`", body = ProblemBody),
     )
 )]

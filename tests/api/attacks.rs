@@ -1,14 +1,17 @@
 //! Findings of the attack run (issue 12), each held by the tests that would have caught it.
 
-use entity::user;
+use entity::{login_failure, session, user};
 use reqwest::Method;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use zhuge_card::accounts::staff::CONFLICTS_PER_HOUR;
 use zhuge_card::auth::Role;
+use zhuge_card::auth::lockout::{EVERY_ADDRESS, PER_ADDRESS};
 
 use crate::support::catalog::partner_body;
-use crate::support::{TestApp, assert_problem, json, spawn_app};
+use crate::support::redis_server::{self, RedisServer};
+use crate::support::users::PASSWORD;
+use crate::support::{TestApp, assert_problem, json, spawn_app, spawn_app_with};
 
 /// The number of series `/metrics` exposes (sample lines, comments aside).
 async fn series(app: &TestApp) -> usize {
@@ -148,4 +151,151 @@ async fn sign_in_failures_look_and_take_the_same_for_known_and_unknown_names() {
     unknown_times.sort();
     let (known, unknown) = (known_times[1].as_secs_f64(), unknown_times[1].as_secs_f64());
     assert!(unknown > known / 3.0 && unknown < known * 3.0, "known {known:.4}s, unknown {unknown:.4}s");
+}
+
+const A: &str = "203.0.113.7";
+const B: &str = "198.51.100.23";
+
+/// A password sign-in through a proxy that says the client is `forwarded_for`.
+async fn login_from(app: &TestApp, forwarded_for: &str, username: &str, password: &str) -> reqwest::Response {
+    app.request(Method::POST, "/api/v1/auth/password/login")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn failures_row(app: &TestApp, username: &str, address: &str) -> Option<login_failure::Model> {
+    login_failure::Entity::find_by_id((username.to_owned(), address.to_owned())).one(&app.state.db).await.unwrap()
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_from_one_address_leave_the_owner_in_from_another() {
+    let app = spawn_app_with(|s| s.trust_proxy = true).await;
+    let (admin, _) = app.account(Role::SuperAdmin, None).await;
+    for i in 0..5 {
+        // What the client itself put before the proxy's entry changes nothing.
+        let res = login_from(&app, &format!("10.9.8.{i}, {A}"), &admin, "Wrong-password-1").await;
+        assert_problem(res, 401, "invalid_credentials").await;
+    }
+    let res = login_from(&app, A, &admin, PASSWORD).await;
+    assert!((800..=900).contains(&retry_after(&res)));
+    assert_problem(res, 423, "account_locked").await;
+
+    let (status, tokens) = json(login_from(&app, B, &admin, PASSWORD).await).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_problem(login_from(&app, A, &admin, PASSWORD).await, 423, "account_locked").await;
+    // Another instance (its own in-process cache, or the shared Redis) agrees.
+    let sibling = app.sibling().await;
+    assert_problem(login_from(&sibling, A, &admin, PASSWORD).await, 423, "account_locked").await;
+    assert_eq!(login_from(&sibling, B, &admin, PASSWORD).await.status(), 200);
+
+    let now = chrono::Utc::now();
+    let here = failures_row(&app, &admin, A).await.unwrap();
+    assert!(here.locked_until.is_some_and(|t| t > now + chrono::Duration::minutes(14)), "{here:?}");
+    assert!(failures_row(&app, &admin, B).await.is_none());
+    let everywhere = failures_row(&app, &admin, "*").await.unwrap();
+    assert_eq!((everywhere.failures, everywhere.locked_until), (5, None));
+    // The session opened from B records B.
+    let sessions = session::Entity::find().filter(session::Column::Ip.eq(B)).all(&app.state.db).await.unwrap();
+    assert_eq!(sessions.len(), 2);
+
+    // A password reset by another super admin clears the counts and locks.
+    let other = app.admin(Role::SuperAdmin).await;
+    let id = sessions[0].user_id;
+    let res = app.post_as(&format!("/api/v1/admin/users/{id}/password"), &other.access, &json!({"password": "Reset-pass-2026"})).await;
+    assert_eq!(res.status(), 204);
+    assert!(failures_row(&app, &admin, A).await.is_none());
+    assert!(failures_row(&app, &admin, "*").await.is_none());
+    assert_eq!(login_from(&app, A, &admin, "Reset-pass-2026").await.status(), 200);
+}
+
+#[tokio::test]
+async fn lockouts_survive_a_redis_flushall() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| {
+        s.trust_proxy = true;
+        s.redis_url = Some(url.clone().into());
+    })
+    .await;
+    let (admin, _) = app.account(Role::Operator, None).await;
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, A, &admin, "Wrong-password-1").await.status(), 401);
+    }
+    assert_problem(login_from(&app, A, &admin, PASSWORD).await, 423, "account_locked").await;
+
+    let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty(), "the test must flush something");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+
+    assert_problem(login_from(&app, A, &admin, PASSWORD).await, 423, "account_locked").await;
+    assert_eq!(login_from(&app, B, &admin, PASSWORD).await.status(), 200);
+    assert!(failures_row(&app, &admin, A).await.unwrap().locked_until.is_some());
+}
+
+#[tokio::test]
+async fn guessing_from_many_addresses_meets_a_ceiling_that_spares_known_addresses() {
+    let app = spawn_app_with(|s| s.trust_proxy = true).await;
+    let (admin, _) = app.account(Role::SuperAdmin, None).await;
+    // The owner's usual address.
+    let known = "192.0.2.10";
+    assert_eq!(login_from(&app, known, &admin, PASSWORD).await.status(), 200);
+    // Ten addresses, five guesses each: 50 in all, the ceiling for one name.
+    for name in [admin.as_str(), "no.such.admin"] {
+        for i in 0..EVERY_ADDRESS.failures {
+            let address = format!("203.0.113.{}", 100 + i / PER_ADDRESS.failures);
+            assert_problem(login_from(&app, &address, name, "Wrong-password-1").await, 401, "invalid_credentials").await;
+        }
+        // A fresh address now meets the every-address lock, for a known name and an
+        // unknown one alike.
+        let res = login_from(&app, B, name, PASSWORD).await;
+        assert!((3500..=3600).contains(&retry_after(&res)));
+        assert_problem(res, 423, "account_locked").await;
+    }
+    assert!(failures_row(&app, &admin, "*").await.unwrap().locked_until.is_some());
+    assert!(failures_row(&app, "no.such.admin", "*").await.unwrap().locked_until.is_some());
+    // The owner at their usual address is let in.
+    let (status, body) = json(login_from(&app, known, &admin, PASSWORD).await).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn an_ipv6_client_counts_as_its_64_network() {
+    let app = spawn_app_with(|s| s.trust_proxy = true).await;
+    let (admin, _) = app.account(Role::Reviewer, None).await;
+    for i in 1..=5 {
+        let res = login_from(&app, &format!("2001:db8:1:2::{i}"), &admin, "Wrong-password-1").await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_problem(login_from(&app, "2001:db8:1:2:ffff::9", &admin, PASSWORD).await, 423, "account_locked").await;
+    assert_eq!(login_from(&app, "2001:db8:1:3::1", &admin, PASSWORD).await.status(), 200);
+    assert!(failures_row(&app, &admin, "2001:db8:1:2::/64").await.unwrap().locked_until.is_some());
+}
+
+#[tokio::test]
+async fn wechat_sign_in_is_generous_to_a_shared_carrier_address() {
+    let app = spawn_app_with(|s| s.trust_proxy = true).await;
+    // Many talents behind one carrier NAT address sign in within a minute.
+    for i in 0..150 {
+        let res = app
+            .request(Method::POST, "/api/v1/auth/wechat/login")
+            .header("x-forwarded-for", A)
+            .json(&json!({"code": format!("nat-user-{i}.{}", uuid::Uuid::new_v4().simple())}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "sign-in {i}");
+    }
+    let talents = user::Entity::find().filter(user::Column::Role.eq("talent")).all(&app.state.db).await.unwrap();
+    assert_eq!(talents.len(), 150);
 }
