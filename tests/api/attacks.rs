@@ -1,6 +1,6 @@
 //! Findings of the attack run (issue 12), each held by the tests that would have caught it.
 
-use entity::{login_failure, session, user};
+use entity::{audit_log, login_failure, session, user};
 use reqwest::Method;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -8,6 +8,7 @@ use zhuge_card::accounts::staff::CONFLICTS_PER_HOUR;
 use zhuge_card::auth::Role;
 use zhuge_card::auth::lockout::{EVERY_ADDRESS, PER_ADDRESS};
 
+use crate::support::cards::{application as application_body, id_number};
 use crate::support::catalog::partner_body;
 use crate::support::redis_server::{self, RedisServer};
 use crate::support::users::PASSWORD;
@@ -298,4 +299,52 @@ async fn wechat_sign_in_is_generous_to_a_shared_carrier_address() {
     }
     let talents = user::Entity::find().filter(user::Column::Role.eq("talent")).all(&app.state.db).await.unwrap();
     assert_eq!(talents.len(), 150);
+}
+
+#[tokio::test]
+async fn a_reviewer_reveals_an_application_and_the_reveal_is_audited() {
+    let app = spawn_app().await;
+    let talent = app.talent("reveal").await;
+    let id = id_number(41);
+    let application = app.apply(&talent, &application_body("诸葛亮", &id)).await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    let url = format!("/api/v1/admin/applications/{application}/pii");
+
+    let (status, pii) = json(app.get_as(&url, &reviewer.access).await).await;
+    assert_eq!(status, 200, "{pii}");
+    assert_eq!(pii, json!({"application_id": application.to_string(), "real_name": "诸葛亮", "id_number": id}));
+    let views = audit_log::Entity::find().filter(audit_log::Column::Action.eq("application.pii_view")).all(&app.state.db).await.unwrap();
+    assert_eq!(views.len(), 1);
+    let view = &views[0];
+    assert_eq!((view.actor_id, view.actor_role.as_str()), (Some(reviewer.user_id), "reviewer"));
+    assert_eq!((view.target_type.as_str(), view.target_id.as_str()), ("application", application.to_string().as_str()));
+    assert_eq!(view.ip.as_deref(), Some("127.0.0.1"));
+    // The audit entry itself holds no personal data.
+    assert!(view.before.is_none() && view.after.is_none());
+
+    // Super admins may too; everyone else is refused, and nothing is recorded for them.
+    let super_admin = app.admin(Role::SuperAdmin).await;
+    assert_eq!(app.get_as(&url, &super_admin.access).await.status(), 200);
+    let op = app.admin(Role::Operator).await;
+    let partner = app.create_partner(&op.access, partner_body("查看医院")).await;
+    let (_, manager) = app.account(Role::MerchantManager, Some(partner)).await;
+    let (_, staff) = app.account(Role::MerchantStaff, Some(partner)).await;
+    for who in [&op, &manager, &staff, &talent] {
+        assert_problem(app.get_as(&url, &who.access).await, 403, "forbidden").await;
+    }
+    assert_problem(app.get(&url).await, 401, "unauthorized").await;
+    let missing = format!("/api/v1/admin/applications/{}/pii", uuid::Uuid::now_v7());
+    assert_problem(app.get_as(&missing, &reviewer.access).await, 404, "not_found").await;
+    let views = audit_log::Entity::find().filter(audit_log::Column::Action.eq("application.pii_view")).all(&app.state.db).await.unwrap();
+    assert_eq!(views.len(), 2);
+    assert_eq!(views[1].actor_id, Some(super_admin.user_id));
+
+    // The list and the detail stay masked.
+    let (_, list) = json(app.get_as("/api/v1/admin/applications", &reviewer.access).await).await;
+    let listed = &list["items"][0];
+    assert_eq!(listed["real_name"], "诸*亮");
+    assert_eq!(listed["id_number"], format!("{}**********{}", &id[..4], &id[14..]));
+    let (_, detail) = json(app.get_as(&format!("/api/v1/admin/applications/{application}"), &reviewer.access).await).await;
+    assert_eq!(detail["id_number"], listed["id_number"]);
+    assert!(!list.to_string().contains(&id) && !detail.to_string().contains("诸葛亮"));
 }
