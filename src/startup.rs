@@ -141,6 +141,7 @@ impl Application {
                 .default_service(web::to(unrouted))
                 .wrap(Condition::new(!app_state.settings.cors_origins.is_empty(), cors(&app_state.settings)))
                 .wrap(security_headers())
+                .wrap(from_fn(head_as_get))
                 .wrap(from_fn(telemetry::observe))
         })
         .shutdown_timeout(settings.shutdown_timeout_secs)
@@ -225,11 +226,15 @@ impl MethodTable {
         let mut table = Vec::new();
         for (path, item) in &spec.paths.paths {
             let value = serde_json::to_value(item).unwrap_or_default();
-            let methods: Vec<String> = ["get", "put", "post", "delete", "patch", "head", "options"]
+            let mut methods: Vec<String> = ["get", "put", "post", "delete", "patch", "head", "options"]
                 .into_iter()
                 .filter(|m| value.get(m).is_some())
                 .map(str::to_uppercase)
                 .collect();
+            // Every GET route answers HEAD too (see `head_as_get`).
+            if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+                methods.insert(1, "HEAD".to_owned());
+            }
             table.push((ResourceDef::new(path.as_str()), methods.join(", ")));
         }
         Self(table)
@@ -238,6 +243,18 @@ impl MethodTable {
     fn allowed(&self, path: &str) -> Option<&str> {
         self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
     }
+}
+
+/// HEAD is GET without the body (RFC 9110 §9.3.2): the request is routed as a GET, and the
+/// HTTP layer, which remembers the method it read, sends the head and no body.
+async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
 }
 
 /// Answers requests no route took: 405 where the path exists, else 404.

@@ -49,7 +49,7 @@ async fn wechat_login(
     security(("bearer" = [])),
     responses(
         (status = OK, body = PhoneBound),
-        (status = UNPROCESSABLE_ENTITY, description = "`validation_failed`: the code is invalid or used", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`validation_failed` on field `code`: `invalid` (invalid or used) or `other_app` (the phone number WeChat returned is watermarked for another mini-program)", body = ProblemBody),
         (status = UNAUTHORIZED, body = ProblemBody),
         (status = FORBIDDEN, body = ProblemBody),
         (status = SERVICE_UNAVAILABLE, description = "`wechat_busy` / `wechat_unavailable`", body = ProblemBody),

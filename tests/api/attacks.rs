@@ -348,3 +348,61 @@ async fn a_reviewer_reveals_an_application_and_the_reveal_is_audited() {
     assert_eq!(detail["id_number"], listed["id_number"]);
     assert!(!list.to_string().contains(&id) && !detail.to_string().contains("诸葛亮"));
 }
+
+#[tokio::test]
+async fn statistics_are_for_operators_and_super_admins_only() {
+    let app = spawn_app().await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    assert_problem(app.get_as("/api/v1/admin/stats", &reviewer.access).await, 403, "forbidden").await;
+    let res = app.auth(Method::GET, "/api/v1/admin/stats", &reviewer.access).header("accept", "text/csv").send().await.unwrap();
+    assert_problem(res, 403, "forbidden").await;
+    for role in [Role::Operator, Role::SuperAdmin] {
+        let admin = app.admin(role).await;
+        let (status, stats) = json(app.get_as("/api/v1/admin/stats", &admin.access).await).await;
+        assert_eq!(status, 200, "{role}: {stats}");
+        assert_eq!(stats["rows"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn a_phone_code_of_another_mini_program_is_a_client_error() {
+    let app = spawn_app().await;
+    let t = app.talent("otherapp").await;
+    let res = app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "phone-otherapp.13812345678"})).await;
+    let body = assert_problem(res, 422, "validation_failed").await;
+    assert_eq!(body["errors"], json!([{"field": "code", "code": "other_app", "message": "手机号授权码不属于本小程序"}]));
+    let row = user::Entity::find_by_id(t.user_id).one(&app.state.db).await.unwrap().unwrap();
+    assert!(row.phone_enc.is_none() && row.phone_hash.is_none());
+    // The same talent's own code still binds.
+    assert_eq!(app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "phone.13812345678"})).await.status(), 200);
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let op = app.admin(Role::Operator).await;
+    app.create_partner(&op.access, partner_body("头请求医院")).await;
+    for path in ["/healthz", "/api/v1/partners", "/.well-known/jwks.json"] {
+        let get = app.get(path).await;
+        let (get_type, get_body) = (get.headers().get("content-type").cloned(), get.bytes().await.unwrap());
+        let head = app.request(Method::HEAD, path).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(head.headers().get("content-type").cloned(), get_type, "{path}");
+        assert_eq!(head.headers().get("content-length").unwrap().to_str().unwrap(), get_body.len().to_string(), "{path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    // Authentication and errors are those of GET, without their bodies.
+    let head = app.auth(Method::HEAD, "/api/v1/me", &op.access).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let head = app.request(Method::HEAD, "/api/v1/me").send().await.unwrap();
+    assert_eq!(head.status(), 401);
+    assert_eq!(head.headers().get("content-type").unwrap(), "application/problem+json");
+    assert!(head.bytes().await.unwrap().is_empty());
+    assert_eq!(app.request(Method::HEAD, "/api/v1/no-such-thing").send().await.unwrap().status(), 404);
+    // A POST-only path still refuses HEAD, and says what it allows.
+    let head = app.request(Method::HEAD, "/api/v1/auth/logout").send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(head.headers().get("allow").unwrap(), "POST");
+    let delete = app.request(Method::DELETE, "/api/v1/partners").send().await.unwrap();
+    assert_eq!(delete.headers().get("allow").unwrap(), "GET, HEAD");
+}
