@@ -406,3 +406,123 @@ async fn head_answers_like_get_without_a_body() {
     let delete = app.request(Method::DELETE, "/api/v1/partners").send().await.unwrap();
     assert_eq!(delete.headers().get("allow").unwrap(), "GET, HEAD");
 }
+
+/// A JSON request with a raw body.
+async fn send_json(app: &TestApp, method: Method, path: &str, access: Option<&str>, body: impl Into<Vec<u8>>) -> reqwest::Response {
+    let mut req = app.request(method, path).header("content-type", "application/json").body(body.into());
+    if let Some(access) = access {
+        req = req.bearer_auth(access);
+    }
+    req.send().await.unwrap()
+}
+
+/// `data` as a gzip stream of stored (uncompressed) deflate blocks.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let crc = data.iter().fold(!0u32, |mut crc, &b| {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+        crc
+    }) ^ !0;
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let len = u16::try_from(data.len()).unwrap();
+    out.push(1); // the final block, stored
+    out.extend(len.to_le_bytes());
+    out.extend((!len).to_le_bytes());
+    out.extend(data);
+    out.extend(crc.to_le_bytes());
+    out.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+#[tokio::test]
+async fn json_bodies_must_be_objects() {
+    let app = spawn_app().await;
+    let (username, _) = app.account(Role::Operator, None).await;
+    let sessions_before = session::Entity::find().all(&app.state.db).await.unwrap().len();
+    let users_before = user::Entity::find().all(&app.state.db).await.unwrap().len();
+    let array = format!(r#"["{username}","{PASSWORD}"]"#).into_bytes();
+
+    let res = send_json(&app, Method::POST, "/api/v1/auth/password/login", None, array.clone()).await;
+    let body = assert_problem(res, 422, "validation_failed").await;
+    assert_eq!(body["errors"], json!([{"field": "body", "code": "not_an_object", "message": "请求体须为 JSON 对象"}]));
+    let res = send_json(&app, Method::POST, "/api/v1/auth/wechat/login", None, br#"["someone.1"]"#).await;
+    assert_problem(res, 422, "validation_failed").await;
+    // Compressed, the same.
+    let res = app
+        .request(Method::POST, "/api/v1/auth/password/login")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip_stored(&array))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["code"], "not_an_object");
+    for other in [&b"  \"text\""[..], b"12", b"null", b"true", b"[]"] {
+        let res = send_json(&app, Method::POST, "/api/v1/auth/wechat/login", None, other).await;
+        let body = assert_problem(res, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "body", "{}", String::from_utf8_lossy(other));
+    }
+    // Nobody signed in, no talent was created.
+    assert_eq!(session::Entity::find().all(&app.state.db).await.unwrap().len(), sessions_before);
+    assert_eq!(user::Entity::find().all(&app.state.db).await.unwrap().len(), users_before);
+
+    // An object still signs in, compressed or not.
+    let object = format!(r#"{{"username":"{username}","password":"{PASSWORD}"}}"#).into_bytes();
+    assert_eq!(send_json(&app, Method::POST, "/api/v1/auth/password/login", None, object.clone()).await.status(), 200);
+    let res = app
+        .request(Method::POST, "/api/v1/auth/password/login")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip_stored(&object))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Not JSON at all stays malformed JSON; routing and authentication come first.
+    assert_problem(send_json(&app, Method::POST, "/api/v1/auth/wechat/login", None, b"xyz").await, 400, "malformed_json").await;
+    assert_problem(send_json(&app, Method::POST, "/api/v1/auth/wechat/login", None, b"[1,").await, 400, "malformed_json").await;
+    assert_problem(send_json(&app, Method::POST, "/api/v1/auth/wechat/login", None, br#"{"code":"#).await, 400, "malformed_json").await;
+    assert_problem(send_json(&app, Method::POST, "/api/v1/nowhere", None, b"[1]").await, 404, "not_found").await;
+    assert_problem(send_json(&app, Method::POST, "/api/v1/merchant/verify", None, b"[1]").await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn well_formed_json_of_the_wrong_shape_is_a_validation_error_naming_its_field() {
+    let app = spawn_app().await;
+    let admin = app.admin(Role::SuperAdmin).await;
+    let (_, target) = app.account(Role::Operator, None).await;
+    let path = format!("/api/v1/admin/users/{}", target.user_id);
+    for (body, field) in [
+        (&br#"{"status":{}}"#[..], "status"),
+        (br#"{"status":"bogus"}"#, "status"),
+        (b"{\n  \"role\": \"operator\",\n  \"status\": [\"disabled\"]\n}", "status"),
+        (br#"{"role":7}"#, "role"),
+    ] {
+        let res = send_json(&app, Method::PATCH, &path, Some(&admin.access), body).await;
+        let problem = assert_problem(res, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    let res = send_json(&app, Method::POST, "/api/v1/auth/password/login", None, br#"{"username":1,"password":"x"}"#).await;
+    assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], "username");
+    // The account is as it was.
+    let row = user::Entity::find_by_id(target.user_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.role.as_str()), ("active", "operator"));
+}
+
+#[tokio::test]
+async fn query_errors_name_the_parameter() {
+    let app = spawn_app().await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    for (query, field) in [
+        ("/api/v1/admin/applications?status=bogus", "status"),
+        ("/api/v1/admin/applications?limit=5&status=bogus", "status"),
+        ("/api/v1/partners?limit=many", "limit"),
+        ("/api/v1/partners?category=zoo&q=x", "category"),
+        ("/api/v1/partners?limit=many&q=x", "query"),
+    ] {
+        let problem = assert_problem(app.get_as(query, &reviewer.access).await, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+}
