@@ -526,3 +526,64 @@ async fn query_errors_name_the_parameter() {
         assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
     }
 }
+
+/// The values an enum schema of the served OpenAPI document lists.
+fn spec_enum(spec: &serde_json::Value, name: &str) -> Vec<String> {
+    let values = spec["components"]["schemas"][name]["enum"].as_array().unwrap_or_else(|| panic!("no enum schema {name}"));
+    values.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_openapi_enums_are_the_values_the_server_takes_and_sends() {
+    let app = spawn_app().await;
+    let (_, spec) = json(app.get("/openapi.json").await).await;
+    let categories = spec_enum(&spec, "PartnerCategory");
+    let districts = spec_enum(&spec, "District");
+    let statuses = spec_enum(&spec, "Status");
+    assert_eq!((categories.len(), districts.len(), statuses.len()), (11, 13, 2));
+    let op = app.admin(Role::Operator).await;
+
+    // Every documented value is accepted, in a body and in a query, and comes back as it was sent.
+    let mut created = Vec::new();
+    for (i, district) in districts.iter().enumerate() {
+        let mut body = partner_body(&format!("单位 {i}"));
+        body["district"] = json!(district);
+        body["category"] = json!(categories[i % categories.len()]);
+        created.push(app.create_partner(&op.access, body).await);
+    }
+    let first = format!("/api/v1/admin/partners/{}", created[0]);
+    for status in statuses.iter().rev() {
+        let res = app.auth(Method::PATCH, &first, &op.access).json(&json!({"status": status})).send().await.unwrap();
+        let (code, partner) = json(res).await;
+        assert_eq!((code, &partner["status"]), (200, &json!(status)), "{partner}");
+    }
+    app.auth(Method::PATCH, &first, &op.access).json(&json!({"status": statuses[1]})).send().await.unwrap();
+    let (_, page) = json(app.get_as("/api/v1/admin/partners?limit=100", &op.access).await).await;
+    let sent = |field: &str| {
+        let mut values: Vec<String> = page["items"].as_array().unwrap().iter().map(|p| p[field].as_str().unwrap().to_owned()).collect();
+        values.sort();
+        values.dedup();
+        values
+    };
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(sent("category"), sorted(&categories));
+    assert_eq!(sent("district"), sorted(&districts));
+    assert_eq!(sent("status"), sorted(&statuses));
+    for (param, values) in [("category", &categories), ("district", &districts), ("status", &statuses)] {
+        for value in values.iter() {
+            let res = app.auth(Method::GET, "/api/v1/admin/partners", &op.access).query(&[(param, value)]).send().await.unwrap();
+            let (code, page) = json(res).await;
+            assert_eq!(code, 200, "{param}={value}: {page}");
+            assert!(page["items"].as_array().unwrap().iter().all(|p| p[param] == json!(value)));
+        }
+    }
+    // What the document used to list is refused.
+    for (field, old) in [("category", "Hospital"), ("district", "Wolong"), ("status", "Active")] {
+        let res = app.auth(Method::PATCH, &first, &op.access).json(&json!({ field: old })).send().await.unwrap();
+        assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], field);
+    }
+}
