@@ -587,3 +587,25 @@ async fn the_openapi_enums_are_the_values_the_server_takes_and_sends() {
         assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], field);
     }
 }
+
+#[tokio::test]
+async fn problems_are_documented_as_the_type_they_are_served_as() {
+    let app = spawn_app().await;
+    let (_, spec) = json(app.get("/openapi.json").await).await;
+    let mut problems = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                for (kind, content) in response["content"].as_object().into_iter().flatten() {
+                    let is_problem = content["schema"]["$ref"] == "#/components/schemas/Problem";
+                    assert_eq!(is_problem, kind == "application/problem+json", "{method} {path} {status}: {kind}");
+                    problems += usize::from(is_problem);
+                }
+            }
+        }
+    }
+    assert!(problems > 100, "{problems}");
+    let res = app.get("/api/v1/me").await;
+    assert_eq!(res.headers().get("content-type").unwrap(), "application/problem+json");
+    assert!(spec["paths"]["/api/v1/me"]["get"]["responses"]["401"]["content"]["application/problem+json"].is_object());
+}
