@@ -148,9 +148,9 @@ async fn sign_in_failures_look_and_take_the_same_for_known_and_unknown_names() {
         assert_eq!(a, b);
     }
     // Both check a password hash (the unknown name a dummy one): no fast path to time.
-    known_times.sort();
-    unknown_times.sort();
-    let (known, unknown) = (known_times[1].as_secs_f64(), unknown_times[1].as_secs_f64());
+    // The fastest of each: load on the machine only ever adds time.
+    let known = known_times.iter().min().unwrap().as_secs_f64();
+    let unknown = unknown_times.iter().min().unwrap().as_secs_f64();
     assert!(unknown > known / 3.0 && unknown < known * 3.0, "known {known:.4}s, unknown {unknown:.4}s");
 }
 
