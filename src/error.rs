@@ -97,7 +97,7 @@ pub enum ErrorCode {
     WechatRateLimited,
     WechatBusy,
     WechatUnavailable,
-    UsernameTaken,
+    UsernameUnavailable,
     // Applications and cards.
     ApplicationOpen,
     ApplicationDecided,
@@ -147,7 +147,9 @@ impl ErrorCode {
             AccountDisabled | PasswordChangeRequired | WechatUserBlocked => StatusCode::FORBIDDEN,
             WechatRateLimited => StatusCode::TOO_MANY_REQUESTS,
             WechatBusy | WechatUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            UsernameTaken | ApplicationOpen | ApplicationDecided | IdNumberHasCard | CardExists | CardStateConflict => StatusCode::CONFLICT,
+            UsernameUnavailable | ApplicationOpen | ApplicationDecided | IdNumberHasCard | CardExists | CardStateConflict => {
+                StatusCode::CONFLICT
+            }
             NoCard => StatusCode::NOT_FOUND,
             QrInvalid | IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             QrExpired | VisitExpired => StatusCode::GONE,
@@ -190,7 +192,7 @@ impl ErrorCode {
             WechatRateLimited => "wechat_rate_limited",
             WechatBusy => "wechat_busy",
             WechatUnavailable => "wechat_unavailable",
-            UsernameTaken => "username_taken",
+            UsernameUnavailable => "username_unavailable",
             ApplicationOpen => "application_open",
             ApplicationDecided => "application_decided",
             IdNumberHasCard => "id_number_has_card",
@@ -247,7 +249,7 @@ impl ErrorCode {
             WechatRateLimited => ("微信登录过于频繁，请稍后再试", "Too many WeChat sign-ins; try again later"),
             WechatBusy => ("微信服务繁忙，请稍后再试", "WeChat is busy; try again"),
             WechatUnavailable => ("暂时无法连接微信服务", "WeChat is unavailable"),
-            UsernameTaken => ("用户名已被使用", "Username already taken"),
+            UsernameUnavailable => ("该用户名不可用，请换一个", "This username is not available; choose another"),
             ApplicationOpen => ("已有一份待审核的申请", "An application is already open"),
             ApplicationDecided => ("该申请已审核完毕", "The application has already been decided"),
             IdNumberHasCard => ("该身份证号已持有有效的英才卡", "This ID number already holds a live card"),

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod json_body;
 pub mod outbox;
 pub mod pagination;
 pub mod redemption;

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use actix_cors::Cors;
 use actix_web::dev::ResourceDef;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::header;
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpServer, web};
@@ -17,9 +17,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
+use crate::error::{ApiError, ErrorCode, FieldError, PROBLEM_JSON, ProblemBody, Text};
 use crate::state::AppState;
-use crate::{accounts, applications, audit, auth, cards, catalog, redemption, system, telemetry};
+use crate::{accounts, applications, audit, auth, cards, catalog, json_body, redemption, system, telemetry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,9 +80,43 @@ fn api_v1(cfg: &mut ServiceConfig) {
 
 /// The OpenAPI document, generated from the route table.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    let (_, mut api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    problems_as_problem_json(&mut api);
     api
 }
+
+/// Problems are served as `application/problem+json` (see `error.rs`); operations declare
+/// them with `body = ProblemBody`, which utoipa files under `application/json`. Every
+/// response whose body is the `Problem` schema is moved to the served type, here, once.
+fn problems_as_problem_json(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let is_problem = |content: &RefOr<utoipa::openapi::Content>| matches!(content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/Problem"));
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                if response.content.get(JSON).is_some_and(is_problem) {
+                    response.content = std::mem::take(&mut response.content)
+                        .into_iter()
+                        .map(|(kind, content)| (if kind == JSON { PROBLEM_JSON.to_owned() } else { kind }, content))
+                        .collect();
+                }
+            }
+        }
+    }
+}
+
+const JSON: &str = "application/json";
 
 /// The spec as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
@@ -140,7 +174,9 @@ impl Application {
                 .app_data(methods.clone())
                 .default_service(web::to(unrouted))
                 .wrap(Condition::new(!app_state.settings.cors_origins.is_empty(), cors(&app_state.settings)))
+                .wrap(from_fn(json_body::objects_only))
                 .wrap(security_headers())
+                .wrap(from_fn(head_as_get))
                 .wrap(from_fn(telemetry::observe))
         })
         .shutdown_timeout(settings.shutdown_timeout_secs)
@@ -225,11 +261,15 @@ impl MethodTable {
         let mut table = Vec::new();
         for (path, item) in &spec.paths.paths {
             let value = serde_json::to_value(item).unwrap_or_default();
-            let methods: Vec<String> = ["get", "put", "post", "delete", "patch", "head", "options"]
+            let mut methods: Vec<String> = ["get", "put", "post", "delete", "patch", "head", "options"]
                 .into_iter()
                 .filter(|m| value.get(m).is_some())
                 .map(str::to_uppercase)
                 .collect();
+            // Every GET route answers HEAD too (see `head_as_get`).
+            if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+                methods.insert(1, "HEAD".to_owned());
+            }
             table.push((ResourceDef::new(path.as_str()), methods.join(", ")));
         }
         Self(table)
@@ -238,6 +278,18 @@ impl MethodTable {
     fn allowed(&self, path: &str) -> Option<&str> {
         self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
     }
+}
+
+/// HEAD is GET without the body (RFC 9110 §9.3.2): the request is routed as a GET, and the
+/// HTTP layer, which remembers the method it read, sends the head and no body.
+async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
 }
 
 /// Answers requests no route took: 405 where the path exists, else 404.
@@ -277,28 +329,81 @@ fn cors(settings: &Settings) -> Cors {
 }
 
 fn json_config(settings: &Settings) -> web::JsonConfig {
-    web::JsonConfig::default().limit(settings.json_limit).error_handler(|err, _req| json_error(err).into())
+    web::JsonConfig::default().limit(settings.json_limit).error_handler(|err, req| json_error(err, req).into())
 }
 
-fn json_error(err: JsonPayloadError) -> ApiError {
+/// A JSON body the route could not take. Well-formed JSON that the route's types refuse
+/// is a validation error naming its field; only JSON that is not well-formed is
+/// `malformed_json` (see [`json_body`]).
+fn json_error(err: JsonPayloadError, req: &HttpRequest) -> ApiError {
     match err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(ErrorCode::PayloadTooLarge),
         JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType)
             .detail(Text::new("请求体须为 application/json", "The body must be application/json")),
-        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(vec![serde_field_error(&e.to_string())]),
-        JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson).detail(Text::new(
-            format!("JSON 格式错误（第 {} 行第 {} 列）", e.line(), e.column()),
-            format!("Malformed JSON at line {} column {}", e.line(), e.column()),
-        )),
+        JsonPayloadError::Payload(e) => match json_body::not_an_object(&e) {
+            Some(field) => ApiError::validation(vec![field]),
+            None if matches!(e, PayloadError::Overflow) => ApiError::new(ErrorCode::PayloadTooLarge),
+            None => ApiError::new(ErrorCode::BadRequest).cause(e),
+        },
+        JsonPayloadError::Deserialize(e) => {
+            let body = json_body::received(req);
+            // serde stops at the first error; whether the whole body is JSON decides.
+            let well_formed = body.as_deref().map_or(e.is_data(), json_body::is_well_formed);
+            if well_formed {
+                let mut field = serde_field_error(&e.to_string(), "body");
+                if field.field == "body"
+                    && let Some(member) = body.and_then(|b| json_body::member_at(&b, e.line(), e.column()))
+                {
+                    field.field = member.into();
+                }
+                ApiError::validation(vec![field])
+            } else {
+                ApiError::new(ErrorCode::MalformedJson).detail(Text::new(
+                    format!("JSON 格式错误（第 {} 行第 {} 列）", e.line(), e.column()),
+                    format!("Malformed JSON at line {} column {}", e.line(), e.column()),
+                ))
+            }
+        }
         other => ApiError::new(ErrorCode::BadRequest).cause(anyhow::anyhow!("{other}")),
     }
 }
 
-fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+/// Query parameters that do not parse: the parameter is named where serde names it or
+/// its value, or where it is the only one given; `query` otherwise.
+fn query_error(err: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
     match err {
-        QueryPayloadError::Deserialize(e) => ApiError::validation(vec![serde_field_error(&e.to_string())]).into(),
+        QueryPayloadError::Deserialize(e) => {
+            let message = e.to_string();
+            let mut field = serde_field_error(&message, "query");
+            if field.field == "query"
+                && let Some(name) = parameter_with_value(req.query_string(), &message)
+            {
+                field.field = name.into();
+            }
+            ApiError::validation(vec![field]).into()
+        }
         other => ApiError::new(ErrorCode::BadRequest).cause(anyhow::anyhow!("{other}")).into(),
     }
+}
+
+/// The query parameter a serde message is about: the only one given, or the one holding
+/// the value the message quotes (``unknown variant `x` ``, `invalid value: string "x"`)
+/// if exactly one does.
+fn parameter_with_value(query: &str, message: &str) -> Option<String> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query).ok()?.into_inner();
+    if let [(only, _)] = pairs.as_slice() {
+        return Some(only.clone());
+    }
+    let quoted = if message.starts_with("unknown variant") {
+        message.split('`').nth(1)
+    } else if message.starts_with("invalid value: string") || message.starts_with("invalid type: string") {
+        message.split('"').nth(1)
+    } else {
+        None
+    }?;
+    let mut holding = pairs.into_iter().filter(|(_, v)| v == quoted).map(|(k, _)| k);
+    let name = holding.next()?;
+    holding.next().is_none().then_some(name)
 }
 
 fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
@@ -306,13 +411,14 @@ fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::not_found().cause(anyhow::anyhow!("{err}")).into()
 }
 
-/// Turns a serde message into a field error, naming the field where serde does.
-fn serde_field_error(message: &str) -> FieldError {
+/// Turns a serde message into a field error, naming the field where serde does and
+/// `unnamed` where it does not.
+fn serde_field_error(message: &str, unnamed: &str) -> FieldError {
     let field = message
         .split('`')
         .nth(1)
         .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"))
-        .unwrap_or("body")
+        .unwrap_or(unnamed)
         .to_owned();
     let code = if message.starts_with("missing field") { "required" } else { "invalid" };
     let message = message.split(" at line ").next().unwrap_or(message).to_owned();
@@ -326,10 +432,19 @@ mod tests {
 
     #[test]
     fn serde_messages_name_their_field() {
-        let e = serde_field_error("missing field `code` at line 1 column 2");
+        let e = serde_field_error("missing field `code` at line 1 column 2", "body");
         assert_eq!((e.field.as_ref(), e.code), ("code", "required"));
-        let e = serde_field_error("invalid type: integer `1`, expected a string at line 1 column 9");
+        let e = serde_field_error("invalid type: integer `1`, expected a string at line 1 column 9", "body");
         assert_eq!((e.field.as_ref(), e.code), ("body", "invalid"));
         assert_eq!(e.message.en, "invalid type: integer `1`, expected a string");
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter_holding_the_quoted_value() {
+        let message = "unknown variant `bogus`, expected one of `active`, `inactive`";
+        assert_eq!(parameter_with_value("limit=5&status=bogus", message).as_deref(), Some("status"));
+        assert_eq!(parameter_with_value("a=bogus&b=bogus", message), None);
+        assert_eq!(parameter_with_value("limit=x", "invalid digit found in string").as_deref(), Some("limit"));
+        assert_eq!(parameter_with_value("limit=x&q=y", "invalid digit found in string"), None);
     }
 }

@@ -3,7 +3,9 @@
 //! One middleware wraps every request: it gives the request an id (kept from an incoming
 //! `X-Request-Id` when that is sane), runs the request inside a span carrying that id so
 //! every log line has it, turns any error response into problem+json in the client's
-//! language, and records the request in the metrics.
+//! language, and records the request in the metrics. Metric labels are bounded: the route
+//! is the matched pattern (`unmatched` for every path no route took) and the method one of
+//! HTTP's own (`other` for the rest), so no client can add series.
 
 use std::time::Instant;
 
@@ -113,14 +115,35 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
+/// The route label of a request no route took (any path, any method).
+const UNMATCHED: &str = "unmatched";
+
+/// The method label: the methods HTTP defines, and `other` for anything a client invents.
+/// A label value per invented method would let anyone grow `/metrics` without bound.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, label)| label)
+}
+
 /// The outermost middleware; see the module docs.
 pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&req);
     let lang = Lang::negotiate(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
-    let method = req.method().as_str().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    let method = method_label(req.method());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(lang);
     // No clone of the request may live across the call: the router needs it unshared.
@@ -142,10 +165,10 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>
         res.headers_mut().insert(REQUEST_ID, v);
     }
 
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res.request().match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
     let elapsed = started.elapsed();
     if let Some(m) = metrics {
-        m.observe(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+        m.observe(method, &route, status.as_u16(), elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1e3;

@@ -8,6 +8,7 @@ pub mod card;
 pub mod card_event;
 pub mod document;
 pub mod idempotency_key;
+pub mod login_failure;
 pub mod outbox;
 pub mod partner;
 pub mod quota_counter;

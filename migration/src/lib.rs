@@ -10,6 +10,7 @@ mod m20261127_000004_redemption;
 mod m20261129_000005_documents_in_database;
 mod m20261129_000006_card_id_search;
 mod m20261129_000007_state_checks;
+mod m20261129_000008_login_failures;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_documents_in_database::Migration),
             Box::new(m20261129_000006_card_id_search::Migration),
             Box::new(m20261129_000007_state_checks::Migration),
+            Box::new(m20261129_000008_login_failures::Migration),
         ]
     }
 }

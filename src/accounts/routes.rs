@@ -85,7 +85,7 @@ async fn list(
     responses(
         (status = CREATED, body = AccountView),
         (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
-        (status = CONFLICT, description = "`username_taken`", body = ProblemBody),
+        (status = CONFLICT, description = "`username_unavailable`", body = ProblemBody),
         (status = FORBIDDEN, body = ProblemBody),
     )
 )]

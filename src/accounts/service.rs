@@ -59,7 +59,7 @@ pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<
     }
     .insert(txn)
     .await
-    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::UsernameTaken) } else { e.into() })?;
+    .map_err(|e| if db::is_unique_violation(&e) { ApiError::new(ErrorCode::UsernameUnavailable) } else { e.into() })?;
     let change = Change {
         action: "account.create",
         target_type: "user",
@@ -231,6 +231,9 @@ pub async fn reset_password<C: ConnectionTrait>(
     }
     let hash = password::hash(password).await?;
     let id = account.id;
+    if let Some(username) = &account.username {
+        crate::auth::lockout::clear_all(txn, username).await?;
+    }
     let mut active = account.into_active_model();
     active.password_hash = Set(Some(hash));
     active.must_change_password = Set(true);

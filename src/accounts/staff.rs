@@ -1,5 +1,12 @@
 //! Merchant staff accounts: operators manage any partner's (`/admin/partners/{id}/staff`),
 //! a merchant manager manages their own partner's (`/merchant/staff`).
+//!
+//! Usernames are one namespace for every account, so that signing in by username alone is
+//! never ambiguous. Creating an account therefore tells its creator whether a name is in
+//! use; it tells nothing more: every conflict is the same `username_unavailable`, whether
+//! the name is an admin's, another partner's staff or one's own, and conflicts are
+//! budgeted per creator ([`CONFLICTS_PER_HOUR`]), so guessing names costs hours, not
+//! seconds.
 
 use actix_web::{HttpResponse, get, patch, post, web};
 use entity::{partner, user};
@@ -12,11 +19,16 @@ use super::dto::{AccountView, CreateAccount, ResetPassword, UpdateAccount};
 use super::service::{self, NewAccount};
 use crate::audit::{self, Actor, Change};
 use crate::auth::sessions::{self, Revoke};
-use crate::auth::{Manager, Operator, RequestMeta, Role};
+use crate::auth::{Manager, Operator, RequestMeta, Role, ratelimit};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
+
+/// Username conflicts one creator may meet per hour; past that, creating staff waits for
+/// the hour to end (whatever the name, so that the refusal itself reveals nothing).
+pub const CONFLICTS_PER_HOUR: i64 = 10;
+const CONFLICT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Who is managing staff, and so which roles they may hand out.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +71,9 @@ async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body:
     if !by.may_grant(body.role) {
         return Err(role_error(body.role));
     }
+    let budget = format!("staff:conflicts:{}", actor.user_id.unwrap_or_default());
+    let spent = |secs| ApiError::new(ErrorCode::TooManyRequests).retry_after(secs);
+    ratelimit::check(&state.cache, &budget, CONFLICTS_PER_HOUR - 1, CONFLICT_WINDOW).await.map_err(spent)?;
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let new = NewAccount {
@@ -68,7 +83,16 @@ async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body:
         partner_id: Some(partner_id),
         must_change_password: true,
     };
-    let account = service::create(&txn, actor, new, now).await?;
+    let account = match service::create(&txn, actor, new, now).await {
+        Ok(account) => account,
+        Err(e) if e.code() == ErrorCode::UsernameUnavailable => {
+            // Counted here, enforced by the check above on the next attempt.
+            let spent = ratelimit::hit(&state.cache, &budget, CONFLICTS_PER_HOUR - 1, CONFLICT_WINDOW).await.is_err();
+            tracing::warn!(actor = ?actor.user_id, budget_spent = spent, "staff username unavailable");
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     txn.commit().await?;
     AccountView::try_from(&account)
 }
@@ -183,7 +207,7 @@ async fn admin_list(
     tag = "staff",
     request_body = CreateAccount,
     security(("bearer" = [])),
-    responses((status = CREATED, body = AccountView), (status = CONFLICT, description = "`username_taken`", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
+    responses((status = CREATED, body = AccountView), (status = CONFLICT, description = "`username_unavailable`: the name is in use (by whom is not said)", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody), (status = TOO_MANY_REQUESTS, description = "`too_many_requests`: too many unavailable names this hour", body = ProblemBody))
 )]
 #[post("/admin/partners/{id}/staff")]
 async fn admin_create(
@@ -234,7 +258,17 @@ async fn merchant_list(
 }
 
 /// Create a staff member (role `merchant_staff`) of the manager's own partner.
-#[utoipa::path(tag = "staff", request_body = CreateAccount, security(("bearer" = [])), responses((status = CREATED, body = AccountView), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(
+    tag = "staff",
+    request_body = CreateAccount,
+    security(("bearer" = [])),
+    responses(
+        (status = CREATED, body = AccountView),
+        (status = CONFLICT, description = "`username_unavailable`: the name is in use (by whom is not said)", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+        (status = TOO_MANY_REQUESTS, description = "`too_many_requests`: too many unavailable names this hour", body = ProblemBody),
+    )
+)]
 #[post("/merchant/staff")]
 async fn merchant_create(
     state: web::Data<AppState>,

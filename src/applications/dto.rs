@@ -81,6 +81,16 @@ pub struct ApplicationView {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
+/// An applicant's name and ID number in full, for a reviewer; every reveal is audited.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationPii {
+    pub application_id: Uuid,
+    #[schema(example = "张三明")]
+    pub real_name: String,
+    #[schema(example = "411302199001011236")]
+    pub id_number: String,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Approve {
     pub tier: Tier,

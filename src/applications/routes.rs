@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::documents;
-use super::dto::{ApplicationFilter, ApplicationView, Approve, DocumentView, NewApplication, Reject};
+use super::dto::{ApplicationFilter, ApplicationPii, ApplicationView, Approve, DocumentView, NewApplication, Reject};
 use super::service;
 use crate::auth::{RequestMeta, Reviewer, Talent};
 use crate::error::{ApiError, ProblemBody};
@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(my_document)
         .service(admin_list)
         .service(admin_get)
+        .service(admin_pii)
         .service(approve)
         .service(reject)
         .service(admin_document);
@@ -110,6 +111,23 @@ async fn admin_list(
 #[get("/admin/applications/{id}")]
 async fn admin_get(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>) -> Result<web::Json<ApplicationView>, ApiError> {
     Ok(web::Json(service::admin_get(&state, *id).await?))
+}
+
+/// The applicant's name and ID number in full (reviewers and super admins). Every call
+/// is recorded in the audit log (`application.pii_view`).
+#[utoipa::path(
+    tag = "admin applications",
+    security(("bearer" = [])),
+    responses((status = OK, body = ApplicationPii), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
+)]
+#[get("/admin/applications/{id}/pii")]
+async fn admin_pii(
+    state: web::Data<AppState>,
+    r: Reviewer,
+    meta: RequestMeta,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ApplicationPii>, ApiError> {
+    Ok(web::Json(service::pii(&state, &meta.actor(&r), *id).await?))
 }
 
 /// Approve: the card is issued in the same transaction.

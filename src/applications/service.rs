@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Pagi
 use serde_json::json;
 use uuid::Uuid;
 
-use super::dto::{ApplicationFilter, ApplicationStatus, ApplicationView, Approve, NewApplication};
+use super::dto::{ApplicationFilter, ApplicationPii, ApplicationStatus, ApplicationView, Approve, NewApplication};
 use super::id_number::{self, IdNumberError};
 use crate::audit::{self, Actor, Change};
 use crate::cards::service::{self as cards, NewCard};
@@ -184,6 +184,24 @@ async fn get(state: &AppState, id: Uuid) -> Result<ApplicationView, ApiError> {
 
 pub async fn admin_get(state: &AppState, id: Uuid) -> Result<ApplicationView, ApiError> {
     get(state, id).await
+}
+
+/// The applicant's name and ID number in full, for a reviewer; the reveal itself is
+/// recorded in the audit log, in the same transaction (no record, no reveal).
+pub async fn pii(state: &AppState, actor: &Actor, id: Uuid) -> Result<ApplicationPii, ApiError> {
+    let app = application::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
+    let revealed = ApplicationPii {
+        application_id: id,
+        real_name: state.keyring.decrypt(NAME_CONTEXT, &app.real_name_enc)?,
+        id_number: state.keyring.decrypt(ID_CONTEXT, &app.id_number_enc)?,
+    };
+    let now = state.clock.now();
+    let txn = db::begin_write(&state.db).await?;
+    let change =
+        Change { action: "application.pii_view", target_type: "application", target_id: id.to_string(), before: None, after: None };
+    audit::record(&txn, actor, change, now).await?;
+    txn.commit().await?;
+    Ok(revealed)
 }
 
 pub async fn admin_list(state: &AppState, filter: &ApplicationFilter, page: &PageParams) -> Result<Page<ApplicationView>, ApiError> {

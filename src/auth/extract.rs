@@ -122,8 +122,8 @@ async fn authenticate(req: &HttpRequest) -> Result<SessionInfo, ApiError> {
     Ok(info)
 }
 
-/// Where a request came from: the client address (the peer, or the first forwarded
-/// address when the service is configured to trust its proxy), user agent and request id.
+/// Where a request came from: the client address (the peer, or with `trust_proxy` the
+/// address our proxy saw, see [`forwarded_client`]), user agent and request id.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub ip: Option<String>,
@@ -134,15 +134,31 @@ pub struct RequestMeta {
 impl RequestMeta {
     pub fn of(req: &HttpRequest) -> Self {
         let trust_proxy = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.settings.trust_proxy);
-        let ip = if trust_proxy {
-            req.connection_info().realip_remote_addr().map(str::to_owned)
-        } else {
-            req.peer_addr().map(|a| a.ip().to_string())
-        };
+        let peer = || req.peer_addr().map(|a| a.ip().to_string());
+        let ip = if trust_proxy { forwarded_client(req).or_else(peer) } else { peer() };
         Self {
             ip: ip.map(|ip| ip.chars().take(64).collect()),
             user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect()),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        }
+    }
+
+    /// The address that per-address limits and lockouts count by: an IPv4 address, or the
+    /// /64 network of an IPv6 one (a subscriber holds a whole /64; counting its single
+    /// addresses would let one client count as 2^64).
+    pub fn limit_address(&self) -> String {
+        use std::net::IpAddr;
+        let Some(ip) = self.ip.as_deref() else { return "unknown".to_owned() };
+        match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+            Ok(IpAddr::V4(v4)) => v4.to_string(),
+            Err(_) => ip.to_owned(),
         }
     }
 
@@ -159,6 +175,16 @@ impl RequestMeta {
             request_id: self.request_id.clone(),
         }
     }
+}
+
+/// The client as the proxy in front of us saw it: the last `X-Forwarded-For` entry, the
+/// one that proxy appended. Earlier entries come from the client and can say anything;
+/// trusting the first would let anyone pick their address, and so escape every
+/// per-address limit.
+fn forwarded_client(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get_all("x-forwarded-for").last()?.to_str().ok()?;
+    let last = header.rsplit(',').next()?.trim();
+    last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
 }
 
 impl FromRequest for RequestMeta {

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod dto;
 pub mod extract;
+pub mod lockout;
 pub mod password;
 pub mod ratelimit;
 pub mod roles;

@@ -49,7 +49,7 @@ async fn wechat_login(
     security(("bearer" = [])),
     responses(
         (status = OK, body = PhoneBound),
-        (status = UNPROCESSABLE_ENTITY, description = "`validation_failed`: the code is invalid or used", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`validation_failed` on field `code`: `invalid` (invalid or used) or `other_app` (the phone number WeChat returned is watermarked for another mini-program)", body = ProblemBody),
         (status = UNAUTHORIZED, body = ProblemBody),
         (status = FORBIDDEN, body = ProblemBody),
         (status = SERVICE_UNAVAILABLE, description = "`wechat_busy` / `wechat_unavailable`", body = ProblemBody),
@@ -69,7 +69,7 @@ async fn wechat_phone(state: web::Data<AppState>, talent: Talent, body: web::Jso
         (status = OK, body = TokenPair),
         (status = UNAUTHORIZED, description = "`invalid_credentials`", body = ProblemBody),
         (status = FORBIDDEN, description = "`account_disabled`", body = ProblemBody),
-        (status = LOCKED, description = "`account_locked` after repeated failures; see `Retry-After`", body = ProblemBody),
+        (status = LOCKED, description = "`account_locked`: five wrong passwords for this name from this address lock it here for 15 minutes; 50 from all addresses in an hour lock it everywhere for an hour, except at addresses the account signed in from before; see `Retry-After`", body = ProblemBody),
         (status = TOO_MANY_REQUESTS, description = "`too_many_requests`; see `Retry-After`", body = ProblemBody),
     )
 )]

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{refresh_token, session, user};
-use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
 
 use super::dto::{Me, TokenPair};
 use super::extract::RequestMeta;
+use super::lockout;
 use super::password;
 use super::ratelimit;
 use super::roles::Role;
@@ -22,12 +22,16 @@ use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::state::AppState;
 use crate::validate;
 
-/// Failed passwords before an account is locked, and for how long.
-const MAX_FAILURES: i64 = 5;
-const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
-/// Login attempts per minute from one address, and against one account.
-const PER_IP_PER_MINUTE: i64 = 30;
-const PER_ACCOUNT_PER_MINUTE: i64 = 10;
+/// Password sign-in attempts per minute from one address (staff behind one shared
+/// address sign in rarely: tokens refresh), and for one name from one address. Nothing
+/// limits one name across addresses per minute: that would let anyone keep its owner
+/// out; [`lockout`] bounds guessing instead.
+const PASSWORD_PER_ADDRESS_PER_MINUTE: i64 = 60;
+const PASSWORD_PER_NAME_AND_ADDRESS_PER_MINUTE: i64 = 10;
+/// WeChat sign-ins per minute from one address. Thousands of talents share a carrier
+/// NAT address, and a WeChat code is no secret to guess: this only keeps one client from
+/// spending the mini-program's WeChat quota (WeChat itself allows 100 a minute per user).
+const WECHAT_PER_ADDRESS_PER_MINUTE: i64 = 1200;
 
 pub const PHONE_CONTEXT: &str = "users.phone";
 pub const SESSION_KEY_CONTEXT: &str = "users.wechat_session_key";
@@ -50,11 +54,9 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
     let mut errors = Vec::new();
     validate::required("code", code, 128, &mut errors);
     validate::check(errors)?;
-    if let Some(ip) = &meta.ip {
-        ratelimit::hit(&state.cache, &format!("wxlogin:ip:{ip}"), PER_IP_PER_MINUTE * 2, Duration::from_secs(60))
-            .await
-            .map_err(|secs| ApiError::new(ErrorCode::TooManyRequests).retry_after(secs))?;
-    }
+    ratelimit::hit(&state.cache, &format!("wxlogin:ip:{}", meta.limit_address()), WECHAT_PER_ADDRESS_PER_MINUTE, Duration::from_secs(60))
+        .await
+        .map_err(|secs| ApiError::new(ErrorCode::TooManyRequests).retry_after(secs))?;
     let wx = state.wechat.code2session(code.trim()).await?;
     let now = state.clock.now();
     let session_key = state.keyring.encrypt(SESSION_KEY_CONTEXT, secrecy::ExposeSecret::expose_secret(&wx.session_key));
@@ -97,39 +99,35 @@ pub async fn wechat_login(state: &AppState, code: &str, meta: &RequestMeta) -> R
 }
 
 /// Staff and admin sign-in. Unknown users and wrong passwords get the same answer in the
-/// same time; repeated failures lock the account name, whether or not it exists.
+/// same time; repeated failures lock the name at the address they come from, whether or
+/// not an account has it (see [`lockout`]).
 pub async fn password_login(state: &AppState, username: &str, password: &str, meta: &RequestMeta) -> Result<TokenPair, ApiError> {
     let mut errors = Vec::new();
     validate::required("username", username, 64, &mut errors);
     validate::required("password", password, password::MAX_LEN, &mut errors);
     validate::check(errors)?;
     let username = normalise_username(username);
+    let address = meta.limit_address();
     let too_many = |secs| ApiError::new(ErrorCode::TooManyRequests).retry_after(secs);
-    if let Some(ip) = &meta.ip {
-        ratelimit::hit(&state.cache, &format!("login:ip:{ip}"), PER_IP_PER_MINUTE, Duration::from_secs(60)).await.map_err(too_many)?;
-    }
-    ratelimit::hit(&state.cache, &format!("login:user:{username}"), PER_ACCOUNT_PER_MINUTE, Duration::from_secs(60))
+    let minute = Duration::from_secs(60);
+    ratelimit::hit(&state.cache, &format!("login:ip:{address}"), PASSWORD_PER_ADDRESS_PER_MINUTE, minute).await.map_err(too_many)?;
+    ratelimit::hit(&state.cache, &format!("login:user:{username}:{address}"), PASSWORD_PER_NAME_AND_ADDRESS_PER_MINUTE, minute)
         .await
         .map_err(too_many)?;
 
     let now = state.clock.now();
-    let lock_key = format!("login:lock:{username}");
-    let locked_for = match state.cache.ttl(&lock_key).await {
-        Ok(ttl) => ttl,
-        Err(_) => state.cache.local().ttl(&lock_key),
-    };
-    if let Some(left) = locked_for {
-        return Err(ApiError::new(ErrorCode::AccountLocked).retry_after(Ord::max(left.as_secs(), 1)));
-    }
     let account = user::Entity::find().filter(user::Column::Username.eq(&username)).one(&state.db).await?;
-    if let Some(until) = account.as_ref().and_then(|a| a.locked_until).filter(|u| *u > now) {
-        let secs = Ord::max((until - now).num_seconds(), 1).unsigned_abs();
+    let id = account.as_ref().map(|a| a.id);
+    if let Some(secs) = lockout::locked(&state.db, &username, &address, id, meta.ip.as_deref(), now).await? {
         return Err(ApiError::new(ErrorCode::AccountLocked).retry_after(secs));
     }
 
     let ok = password::verify(account.as_ref().and_then(|a| a.password_hash.as_deref()), password).await;
     let Some(account) = account.filter(|_| ok) else {
-        record_failure(state, &username, &lock_key, now).await?;
+        let txn = db::begin_write(&state.db).await?;
+        lockout::record_failure(&txn, &username, &address, now).await?;
+        txn.commit().await?;
+        tracing::info!(address = %address, "password sign-in failed");
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     };
     if account.status != "active" {
@@ -140,46 +138,11 @@ pub async fn password_login(state: &AppState, username: &str, password: &str, me
     };
 
     let txn = db::begin_write(&state.db).await?;
-    if account.failed_logins != 0 || account.locked_until.is_some() {
-        user::Entity::update_many()
-            .col_expr(user::Column::FailedLogins, Expr::value(0))
-            .col_expr(user::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .filter(user::Column::Id.eq(account.id))
-            .exec(&txn)
-            .await?;
-    }
+    lockout::clear(&txn, &username, &address).await?;
     let (info, refresh) = sessions::open(&txn, &state.keyring, &account, role, &meta.origin(), now).await?;
     txn.commit().await?;
-    drop(state.cache.delete(&format!("login:fail:{username}")).await);
     tracing::info!(user_id = %account.id, role = %role, session_id = %info.session_id, "signed in with password");
     Ok(tokens(state, &info, refresh, now))
-}
-
-async fn record_failure(state: &AppState, username: &str, lock_key: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
-    let fail_key = format!("login:fail:{username}");
-    let failures = match state.cache.incr(&fail_key, LOCK_FOR).await {
-        Ok(n) => n,
-        Err(_) => state.cache.local().incr(&fail_key, LOCK_FOR),
-    };
-    if failures >= MAX_FAILURES && state.cache.set(lock_key, b"1", LOCK_FOR).await.is_err() {
-        state.cache.local().set(lock_key, b"1", LOCK_FOR);
-    }
-    // The database keeps the count too, so that a lost cache does not unlock a known account.
-    let locked_until = now + chrono::Duration::from_std(LOCK_FOR).unwrap_or_default();
-    user::Entity::update_many()
-        .col_expr(user::Column::FailedLogins, Expr::col(user::Column::FailedLogins).add(1))
-        .filter(user::Column::Username.eq(username))
-        .exec(&state.db)
-        .await?;
-    user::Entity::update_many()
-        .col_expr(user::Column::LockedUntil, Expr::value(Some(locked_until)))
-        .col_expr(user::Column::FailedLogins, Expr::value(0))
-        .filter(user::Column::Username.eq(username))
-        .filter(user::Column::FailedLogins.gte(i32::try_from(MAX_FAILURES).unwrap_or(i32::MAX)))
-        .exec(&state.db)
-        .await?;
-    tracing::info!(failures, "password sign-in failed");
-    Ok(())
 }
 
 /// Rotates a refresh token. A token that was already rotated is a sign of theft: the

@@ -10,8 +10,11 @@ use uuid::Uuid;
 use crate::catalog::period::Period;
 use crate::classification::{self, Category, Tier};
 
+// `$s` is a `tt`, not a `literal`: a `literal` fragment reaches the derives wrapped in
+// an invisible group, which serde reads but utoipa's attribute parser skips, so the
+// OpenAPI document listed the Rust variant names instead of the wire values.
 macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $s:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $s:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum $name {

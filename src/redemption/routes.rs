@@ -11,7 +11,7 @@ use super::dto::{
 };
 use super::idempotency::{self, Outcome};
 use super::{render, service};
-use crate::auth::{AnyAdmin, RequestMeta, Staff, SuperAdmin, Talent};
+use crate::auth::{Operator, RequestMeta, Staff, SuperAdmin, Talent};
 use crate::cards::keys::{self, Jwks};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ErrorCode, Lang, PROBLEM_JSON, ProblemBody};
@@ -217,17 +217,22 @@ async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
     Ok(web::Json(keys::jwks(&set, state.clock.now())))
 }
 
-/// Completed redemptions by day, partner, benefit and tier. `Accept: text/csv` gives CSV.
+/// Completed redemptions by day, partner, benefit and tier (operators and super admins).
+/// `Accept: text/csv` gives CSV.
 #[utoipa::path(
     tag = "admin cards",
     params(StatsQuery),
     security(("bearer" = [])),
-    responses((status = OK, body = AdminStats, description = "JSON, or CSV with `Accept: text/csv`"), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
+    responses(
+        (status = OK, body = AdminStats, description = "JSON, or CSV with `Accept: text/csv`"),
+        (status = FORBIDDEN, description = "`forbidden`: reviewers and merchants", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+    )
 )]
 #[get("/admin/stats")]
 async fn admin_stats(
     state: web::Data<AppState>,
-    _: AnyAdmin,
+    _: Operator,
     req: HttpRequest,
     q: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {

@@ -35,12 +35,14 @@ pub enum WechatError {
     Unavailable(String),
     #[error("the user has not subscribed to this message (43101)")]
     NotSubscribed,
+    #[error("the phone number is watermarked for another mini-program")]
+    OtherApp,
 }
 
 impl From<WechatError> for ApiError {
     fn from(e: WechatError) -> Self {
         let api = match &e {
-            WechatError::CodeInvalid(_) => ApiError::new(ErrorCode::WechatCodeInvalid),
+            WechatError::CodeInvalid(_) | WechatError::OtherApp => ApiError::new(ErrorCode::WechatCodeInvalid),
             WechatError::UserBlocked => ApiError::new(ErrorCode::WechatUserBlocked),
             WechatError::RateLimited => ApiError::new(ErrorCode::WechatRateLimited).retry_after(60),
             WechatError::Busy => ApiError::new(ErrorCode::WechatBusy).retry_after(1),
@@ -269,7 +271,8 @@ impl WechatClient {
         let info = v.get("phone_info").ok_or_else(|| WechatError::Unavailable("no phone_info".into()))?;
         let appid = info.pointer("/watermark/appid").and_then(Value::as_str);
         if appid != Some(self.appid.as_str()) {
-            return Err(WechatError::Unavailable("watermark appid is not ours".into()));
+            // The client sent a code from another mini-program: its mistake, not WeChat's.
+            return Err(WechatError::OtherApp);
         }
         let phone = info.get("purePhoneNumber").and_then(Value::as_str).unwrap_or_default();
         if phone.is_empty() || phone.len() > 20 || !phone.bytes().all(|b| b.is_ascii_digit()) {
@@ -279,15 +282,15 @@ impl WechatClient {
     }
 }
 
-/// The problem for a phone code WeChat refused: a bad request, not a lost session.
+/// The problem for a phone code WeChat refused, or one made for another mini-program: a
+/// bad `code` field (422), not a lost session and not an outage.
 pub fn phone_code_problem(e: WechatError) -> ApiError {
-    match e {
-        WechatError::CodeInvalid(_) => ApiError::validation(vec![FieldError::new(
-            "code",
-            "invalid",
-            Text::new("手机号授权码无效或已使用", "The phone code is invalid or already used"),
-        )])
-        .cause(e),
-        other => other.into(),
-    }
+    let (code, text) = match e {
+        WechatError::CodeInvalid(_) => ("invalid", Text::new("手机号授权码无效或已使用", "The phone code is invalid or already used")),
+        WechatError::OtherApp => {
+            ("other_app", Text::new("手机号授权码不属于本小程序", "The phone code was issued to another mini-program"))
+        }
+        other => return other.into(),
+    };
+    ApiError::validation(vec![FieldError::new("code", code, text)]).cause(e)
 }

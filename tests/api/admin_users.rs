@@ -48,8 +48,12 @@ async fn bad_account_input_changes_nothing() {
     let root = app.admin(Role::SuperAdmin).await;
     let create = |body: serde_json::Value| app.post_as("/api/v1/admin/users", &root.access, &body);
     assert_eq!(create(json!({"username": "dup.user", "password": "Initial-pass-1", "role": "operator"})).await.status(), 201);
-    assert_problem(create(json!({"username": "DUP.user", "password": "Initial-pass-1", "role": "operator"})).await, 409, "username_taken")
-        .await;
+    assert_problem(
+        create(json!({"username": "DUP.user", "password": "Initial-pass-1", "role": "operator"})).await,
+        409,
+        "username_unavailable",
+    )
+    .await;
     let body =
         assert_problem(create(json!({"username": "a b", "password": "short", "role": "operator"})).await, 422, "validation_failed").await;
     let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();

@@ -66,10 +66,10 @@ async fn bad_partner_and_benefit_input_is_refused_with_field_errors() {
     let url = format!("/api/v1/admin/partners/{p}/benefits");
     let cases = [
         (json!({"tiers": []}), "tiers"),
-        (json!({"tiers": ["F"]}), "body"),
+        (json!({"tiers": ["F"]}), "tiers"),
         (json!({"quota": 0}), "quota"),
         (json!({"quota": -1}), "quota"),
-        (json!({"period": "decade"}), "body"),
+        (json!({"period": "decade"}), "period"),
         (json!({"quota": 2, "period": "unlimited"}), "quota"),
         (json!({"quota": null, "period": "month"}), "quota"),
         (json!({"valid_until": "2025-06-01T00:00:00+08:00"}), "valid_until"),

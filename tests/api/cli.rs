@@ -64,7 +64,7 @@ fn create_admin_reads_the_password_from_stdin_and_the_account_can_sign_in() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("created super_admin root.admin"));
     let out = create("root.admin", "Root-password-2026");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("username_taken"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("username_unavailable"));
     let out = create("weak.admin", "weak");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"));

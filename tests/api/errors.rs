@@ -23,6 +23,6 @@ async fn english_is_answered_when_asked_for() {
 async fn a_wrong_method_is_405_with_allow() {
     let app = spawn_app().await;
     let res = app.request(reqwest::Method::DELETE, "/healthz").send().await.unwrap();
-    assert_eq!(res.headers().get("allow").unwrap(), "GET");
+    assert_eq!(res.headers().get("allow").unwrap(), "GET, HEAD");
     assert_problem(res, 405, "method_not_allowed").await;
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod admin_users;
 mod applications;
+mod attacks;
 mod cache_contract;
 mod cards;
 mod catalogue;

@@ -357,20 +357,20 @@ async fn admin_statistics_group_by_day_partner_benefit_and_tier_in_json_and_csv(
     let s = scene().await;
     let (visit, _) = s.visit().await;
     assert_eq!(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "st1").await.status(), 201);
-    let reviewer = s.app.admin(Role::Reviewer).await;
-    let (status, stats) = json(s.app.get_as("/api/v1/admin/stats", &reviewer.access).await).await;
+    let operator = s.app.admin(Role::Operator).await;
+    let (status, stats) = json(s.app.get_as("/api/v1/admin/stats", &operator.access).await).await;
     assert_eq!(status, 200);
     let row = &stats["rows"][0];
     assert_eq!(
         (row["partner_id"].as_str(), row["tier"].as_str(), row["count"].as_i64()),
         (Some(s.partner.to_string().as_str()), Some("B"), Some(1))
     );
-    let csv = s.app.auth(Method::GET, "/api/v1/admin/stats", &reviewer.access).header("accept", "text/csv").send().await.unwrap();
+    let csv = s.app.auth(Method::GET, "/api/v1/admin/stats", &operator.access).header("accept", "text/csv").send().await.unwrap();
     assert!(csv.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
     let text = csv.text().await.unwrap();
     assert!(text.starts_with("day,partner_id,benefit_id,tier,count\n"));
     assert!(text.contains(&format!(",{},{},B,1", s.partner, s.benefit)));
-    assert_problem(s.app.get_as("/api/v1/admin/stats?from=2026-01-01&to=2026-12-31", &reviewer.access).await, 422, "validation_failed")
+    assert_problem(s.app.get_as("/api/v1/admin/stats?from=2026-01-01&to=2026-12-31", &operator.access).await, 422, "validation_failed")
         .await;
     assert_problem(s.app.get_as("/api/v1/admin/stats", &s.staff.access).await, 403, "forbidden").await;
 }

@@ -34,7 +34,7 @@ async fn operators_create_managers_who_manage_only_their_own_staff() {
         )
         .await,
         409,
-        "username_taken",
+        "username_unavailable",
     )
     .await;
     assert_problem(

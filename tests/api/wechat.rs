@@ -122,12 +122,13 @@ async fn bad_phone_codes_and_foreign_watermarks_are_refused() {
         assert_problem(app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "nonsense"})).await, 422, "validation_failed")
             .await;
     assert_eq!(body["errors"][0]["field"], "code");
-    assert_problem(
+    let body = assert_problem(
         app.post_as("/api/v1/auth/wechat/phone", &t.access, &json!({"code": "phone-otherapp.13812345678"})).await,
-        503,
-        "wechat_unavailable",
+        422,
+        "validation_failed",
     )
     .await;
+    assert_eq!((&body["errors"][0]["field"], &body["errors"][0]["code"]), (&json!("code"), &json!("other_app")));
     let row = user::Entity::find_by_id(t.user_id).one(&app.state.db).await.unwrap().unwrap();
     assert!(row.phone_enc.is_none());
 }
