@@ -35,7 +35,8 @@ fn view(a: &application::Model, keyring: &Keyring) -> Result<ApplicationView, Ap
         claimed_tier: crate::classification::tier_from_db("applications.claimed_tier", &a.claimed_tier)?,
         education: a.education.clone(),
         title: a.title.clone(),
-        document_ids: serde_json::from_str(&a.document_ids).unwrap_or_default(),
+        document_ids: serde_json::from_str(&a.document_ids)
+            .map_err(|_| ApiError::unknown_stored("applications.document_ids", &a.document_ids))?,
         status: crate::error::stored("applications.status", &a.status, ApplicationStatus::parse)?,
         reason: a.reason.clone(),
         card_id: a.card_id,

@@ -111,10 +111,13 @@ async fn begin<C: ConnectionTrait>(
         return Ok(Begin::Mismatch);
     }
     if row.status == "done" {
-        return Ok(Begin::Replay {
-            status: row.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(200),
-            body: row.response_body.unwrap_or_default(),
-        });
+        // A finished key always stored its answer with it; anything else is a data error
+        // of ours, never an empty success.
+        let status = row.response_status.and_then(|s| u16::try_from(s).ok());
+        let (Some(status), Some(body)) = (status, row.response_body) else {
+            return Err(DbErr::Custom(format!("idempotency key {key:?} of {staff} is done but holds no response")));
+        };
+        return Ok(Begin::Replay { status, body });
     }
     // A claim whose holder died: take it over.
     let taken = idempotency_key::Entity::update_many()

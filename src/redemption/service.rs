@@ -318,7 +318,11 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
         after: Some(serde_json::json!({"status": "voided", "reason": reason.trim()})),
     };
     audit::record(&txn, meta, change, now).await?;
-    let card_no = card::Entity::find_by_id(r.card_id).one(&txn).await?.map(|c| c.card_no).unwrap_or_default();
+    let card_no = card::Entity::find_by_id(r.card_id)
+        .one(&txn)
+        .await?
+        .map(|c| c.card_no)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("redemption {id} names card {} that does not exist", r.card_id)))?;
     txn.commit().await?;
     let after = redemption::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
     Ok(RedemptionView::of(&after, &card_no))

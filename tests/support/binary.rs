@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 /// `zhuge-card` with every variable the service reads removed from the environment.
 pub fn command() -> Command {
+    super::init_process();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhuge-card"));
     for (key, _) in std::env::vars() {
         if key.starts_with("ZHUGE_") || key == "DATABASE_URL" || key == "REDIS_URL" || key == "RUST_LOG" {

@@ -42,6 +42,7 @@ pub const WX_SECRET: &str = "wx-test-secret";
 
 /// The WeChat stand-in on a port of its own.
 pub async fn spawn_wechat() -> (Arc<StandIn>, String, ServerHandle) {
+    init_process();
     let standin = StandIn::new(WX_APPID, WX_SECRET);
     let s = standin.clone();
     let server =
@@ -53,8 +54,9 @@ pub async fn spawn_wechat() -> (Arc<StandIn>, String, ServerHandle) {
     (standin, format!("http://127.0.0.1:{port}"), handle)
 }
 
-/// Process-wide setup: one TLS provider, quiet logs unless `TEST_LOG` is set.
-fn init_process() {
+/// Process-wide setup: one TLS provider, quiet logs unless `TEST_LOG` is set. Every
+/// entry point of the harness calls it, so a test run alone works as in the full suite.
+pub fn init_process() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         drop(rustls::crypto::ring::default_provider().install_default());
@@ -206,6 +208,7 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> Self {
+        init_process();
         let dir = tempfile::tempdir().expect("temp dir");
         match postgres_url() {
             None => {
