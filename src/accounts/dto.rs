@@ -55,6 +55,14 @@ pub struct UpdateAccount {
     pub status: Option<AccountStatus>,
 }
 
+/// `PATCH /admin/talents/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TalentStatusChange {
+    pub status: AccountStatus,
+    /// Why; recorded on the card's event and in the audit log.
+    pub reason: String,
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct ResetPassword {
     /// A new initial password; the account must change it at next sign-in.

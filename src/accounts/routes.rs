@@ -4,60 +4,35 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::dto::{AccountFilter, AccountStatus, AccountView, CreateAccount, ResetPassword, UpdateAccount};
+use super::dto::{AccountFilter, AccountStatus, AccountView, CreateAccount, ResetPassword, TalentStatusChange, UpdateAccount};
 use super::service;
 use crate::auth::{RequestMeta, Reviewer, SuperAdmin};
-use crate::cards::dto::Reason;
 use crate::error::{ApiError, ProblemBody};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(list)
-        .service(create)
-        .service(get_one)
-        .service(update)
-        .service(disable)
-        .service(reset_password)
-        .service(disable_talent)
-        .service(enable_talent);
+    cfg.service(list).service(create).service(get_one).service(update).service(disable).service(reset_password).service(update_talent);
 }
 
-/// Disable a talent's account: signs them out everywhere and suspends their live card
-/// (its QR tokens stop verifying). Reviewers and super admins.
+/// Disable or re-enable a talent's account. Disabling signs them out everywhere and
+/// suspends their live card (its QR tokens stop verifying); re-enabling resumes a card that
+/// disabling suspended. Reviewers and super admins; the reason is recorded.
 #[utoipa::path(
     tag = "admin cards",
-    request_body = Reason,
+    request_body = TalentStatusChange,
     security(("bearer" = [])),
     responses((status = OK, body = AccountView), (status = NOT_FOUND, description = "no such talent", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
-#[post("/admin/talents/{id}/disable")]
-async fn disable_talent(
+#[patch("/admin/talents/{id}")]
+async fn update_talent(
     state: web::Data<AppState>,
     r: Reviewer,
     meta: RequestMeta,
     id: web::Path<Uuid>,
-    body: web::Json<Reason>,
+    body: web::Json<TalentStatusChange>,
 ) -> Result<web::Json<AccountView>, ApiError> {
-    Ok(web::Json(service::set_talent_status(&state, &meta.actor(&r), *id, AccountStatus::Disabled, &body.reason).await?))
-}
-
-/// Re-enable a talent's account; a card that disabling it suspended is resumed.
-#[utoipa::path(
-    tag = "admin cards",
-    request_body = Reason,
-    security(("bearer" = [])),
-    responses((status = OK, body = AccountView), (status = NOT_FOUND, description = "no such talent", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
-)]
-#[post("/admin/talents/{id}/enable")]
-async fn enable_talent(
-    state: web::Data<AppState>,
-    r: Reviewer,
-    meta: RequestMeta,
-    id: web::Path<Uuid>,
-    body: web::Json<Reason>,
-) -> Result<web::Json<AccountView>, ApiError> {
-    Ok(web::Json(service::set_talent_status(&state, &meta.actor(&r), *id, AccountStatus::Active, &body.reason).await?))
+    Ok(web::Json(service::set_talent_status(&state, &meta.actor(&r), *id, body.status, &body.reason).await?))
 }
 
 /// List admin accounts, oldest first.

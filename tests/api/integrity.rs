@@ -236,21 +236,22 @@ async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re
     let other = app.issue_card("stays", "周九", &id_number(94), "C", "enterprise").await;
     let reviewer = app.admin(Role::Reviewer).await;
     let token = qr(&app, &holder.talent).await;
-    let url = |talent: uuid::Uuid, op: &str| format!("/api/v1/admin/talents/{talent}/{op}");
+    // `PATCH /admin/talents/{id}` with a status and a reason.
+    let set = |talent: uuid::Uuid, status: &'static str, access: String, reason: &'static str| {
+        app.auth(reqwest::Method::PATCH, &format!("/api/v1/admin/talents/{talent}"), &access)
+            .json(&json!({"status": status, "reason": reason}))
+            .send()
+    };
 
     // Only reviewers (and super admins) may; a reason is required; talents only.
     let operator = app.admin(Role::Operator).await;
-    let reason = json!({"reason": "身份信息存疑"});
-    assert_problem(app.post_as(&url(holder.talent.user_id, "disable"), &operator.access, &reason).await, 403, "forbidden").await;
-    assert_problem(
-        app.post_as(&url(holder.talent.user_id, "disable"), &reviewer.access, &json!({"reason": " "})).await,
-        422,
-        "validation_failed",
-    )
-    .await;
-    assert_problem(app.post_as(&url(d.staff.user_id, "disable"), &reviewer.access, &reason).await, 404, "not_found").await;
+    let (who, r) = (holder.talent.user_id, reviewer.access.clone());
+    let reason = "身份信息存疑";
+    assert_problem(set(who, "disabled", operator.access.clone(), reason).await.unwrap(), 403, "forbidden").await;
+    assert_problem(set(who, "disabled", r.clone(), " ").await.unwrap(), 422, "validation_failed").await;
+    assert_problem(set(d.staff.user_id, "disabled", r.clone(), reason).await.unwrap(), 404, "not_found").await;
 
-    let (status, account) = json(app.post_as(&url(holder.talent.user_id, "disable"), &reviewer.access, &reason).await).await;
+    let (status, account) = json(set(who, "disabled", r.clone(), reason).await.unwrap()).await;
     assert_eq!((status, account["status"].as_str()), (200, Some("disabled")), "{account}");
     // Signed out at once, and cannot sign in again.
     assert_problem(app.get_as("/api/v1/me", &holder.talent.access).await, 401, "session_revoked").await;
@@ -267,9 +268,7 @@ async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re
     assert!(qr(&app, &other.talent).await.is_string());
 
     // Re-enabled: the card the disable suspended is active again.
-    let (status, _) =
-        json(app.post_as(&url(holder.talent.user_id, "enable"), &reviewer.access, &json!({"reason": "核实无误"})).await).await;
-    assert_eq!(status, 200);
+    assert_eq!(set(who, "active", r.clone(), "核实无误").await.unwrap().status(), 200);
     let talent = app.talent("gone").await;
     let (status, body) = json(app.post_as("/api/v1/merchant/verify", &d.staff.access, &json!({"qr": qr(&app, &talent).await})).await).await;
     assert_eq!(status, 200, "{body}");
@@ -277,8 +276,8 @@ async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re
     // A card a reviewer suspended stays suspended when the account comes back.
     let suspend = format!("/api/v1/admin/cards/{}/suspend", other.card_id);
     assert_eq!(app.post_as(&suspend, &reviewer.access, &json!({"reason": "待核查"})).await.status(), 200);
-    assert_eq!(app.post_as(&url(other.talent.user_id, "disable"), &reviewer.access, &reason).await.status(), 200);
-    assert_eq!(app.post_as(&url(other.talent.user_id, "enable"), &reviewer.access, &reason).await.status(), 200);
+    assert_eq!(set(other.talent.user_id, "disabled", r.clone(), reason).await.unwrap().status(), 200);
+    assert_eq!(set(other.talent.user_id, "active", r.clone(), reason).await.unwrap().status(), 200);
     let stored = card::Entity::find_by_id(other.card_id).one(&app.state.db).await.unwrap().unwrap();
     assert_eq!(stored.status, "suspended");
     let actions = entity::audit_log::Entity::find()
