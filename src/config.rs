@@ -262,19 +262,24 @@ fn redacted_url<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, 
 }
 
 pub fn redact_url(url: &str) -> String {
+    // Several comma-separated URLs (Redis Cluster seeds): each on its own.
+    if url.contains(",redis://") || url.contains(",rediss://") {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else { return REDACTED.into() };
-    let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
-    let authority = authority
-        .split(',')
-        .map(|node| match node.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
-                None => format!("{userinfo}@{host}"),
-            },
-            None => node.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    // The user info ends at the last `@`: a password may hold `,`, `/` or `@` itself.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, rest),
+    };
+    let (hosts, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+    let authority = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{hosts}"),
+            None => format!("{u}@{hosts}"),
+        },
+        None => hosts.to_owned(),
+    };
     // Query parameters may carry passwords too (`?password=`): keep only their names.
     let tail = tail.map(|t| match t.split_once('?') {
         Some((path, query)) => {
@@ -736,6 +741,9 @@ mod tests {
             "postgres://zhuge:<redacted>@db:5432/zhuge?sslmode=…"
         );
         assert_eq!(redact_url("redis://a:1,redis://b:2"), "redis://a:1,redis://b:2");
+        assert_eq!(redact_url("redis://:p1@a:1,redis://:p2@b:2"), "redis://:<redacted>@a:1,redis://:<redacted>@b:2");
+        assert_eq!(redact_url("postgres://zhuge:ab,cd/e@f@db:5432/zhuge"), "postgres://zhuge:<redacted>@db:5432/zhuge");
+        assert_eq!(redact_url("postgres://h1:5432,h2:5432/zhuge"), "postgres://h1:5432,h2:5432/zhuge");
         assert_eq!(redact_url("not a url"), "<redacted>");
     }
 

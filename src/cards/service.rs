@@ -94,6 +94,27 @@ pub async fn issue<C: ConnectionTrait>(
     new: NewCard<'_>,
     now: DateTime<Utc>,
 ) -> Result<card::Model, ApiError> {
+    // One live card per person. The unique index on `id_hash` enforces it only while every
+    // card is indexed under one key; during a master-key rotation an older card may still
+    // hold its hash under the previous key. So look under every key, serialised per person
+    // (PostgreSQL: a transaction lock on each of the person's hashes, in order; SQLite: the
+    // write transaction already serialises writers).
+    let mut hashes = keyring.blind_indexes("id_number", new.id_number);
+    hashes.sort();
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        for hash in &hashes {
+            let lock = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                [hash.clone().into()],
+            );
+            txn.execute_raw(lock).await?;
+        }
+    }
+    let held = card::Entity::find().filter(card::Column::IdHash.is_in(hashes)).filter(card::Column::Status.ne("revoked")).one(txn).await?;
+    if held.is_some() {
+        return Err(ApiError::new(ErrorCode::IdNumberHasCard));
+    }
     let year = now.with_timezone(&BEIJING).year();
     let seq = next_in_sequence(txn, year).await?;
     let seq = u32::try_from(seq)
@@ -280,10 +301,15 @@ pub async fn transition<C: ConnectionTrait>(
     Ok(after)
 }
 
-/// Whether the card's last event is a suspension caused by `cause`.
+/// Whether the card's last change of state is a suspension caused by `cause`.
 pub async fn last_suspended_by<C: ConnectionTrait>(txn: &C, card_id: Uuid, cause: &str) -> Result<bool, DbErr> {
-    let last =
-        card_event::Entity::find().filter(card_event::Column::CardId.eq(card_id)).order_by_desc(card_event::Column::Id).one(txn).await?;
+    // The last change of state: a renewal or a change of tier in between does not count.
+    let last = card_event::Entity::find()
+        .filter(card_event::Column::CardId.eq(card_id))
+        .filter(card_event::Column::Kind.is_in(["suspended", "resumed", "revoked"]))
+        .order_by_desc(card_event::Column::Id)
+        .one(txn)
+        .await?;
     Ok(last
         .is_some_and(|e| e.kind == "suspended" && e.details.as_ref().and_then(|d| d.get("cause")).and_then(|c| c.as_str()) == Some(cause)))
 }

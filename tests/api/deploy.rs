@@ -170,7 +170,7 @@ async fn the_binary_configured_by_environment_alone_signs_a_talent_in_and_honour
     if production {
         let status = typo.wait_exit(Duration::from_secs(20)).await;
         assert!(!status.success());
-        assert!(typo.log_text().contains("ZHUGE_WECHAT_APPIID"), "{}", typo.log_text());
+        assert!(typo.log_text().contains("production profile refused: unknown settings: ZHUGE_WECHAT_APPIID"), "{}", typo.log_text());
     } else {
         typo.wait_ready(&client).await;
         assert!(typo.log_text().contains("ZHUGE_WECHAT_APPIID"), "{}", typo.log_text());

@@ -350,3 +350,41 @@ async fn the_master_key_rotates_while_an_instance_serves_and_the_old_key_can_the
     assert_eq!(status, 200, "{visit}");
     assert_eq!(visit["card"]["card_no"], issued.card_no.as_str());
 }
+
+/// During a rotation an older card still holds its ID-number hash under the previous key,
+/// so the unique index alone cannot see a second card for the same person.
+#[tokio::test]
+async fn a_person_gets_no_second_card_while_their_first_is_indexed_under_the_previous_key() {
+    let (k1, k2) = ("first-master-key-first-master-key-11", "second-master-key-second-master-key-2");
+    let app = spawn_app_with(|s| s.master_key = Some(k1.into())).await;
+    let id = id_number(77);
+    let (a, b) = (app.talent("twin-a").await, app.talent("twin-b").await);
+    let first = app.apply(&a, &crate::support::cards::application("郑一", &id)).await;
+    let second = app.apply(&b, &crate::support::cards::application("郑一", &id)).await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    async fn approve(app: &TestApp, id: Uuid, access: String) -> reqwest::Response {
+        app.post_as(&format!("/api/v1/admin/applications/{id}/approve"), &access, &json!({"tier": "D", "category": "youth"})).await
+    }
+    assert_eq!(approve(&app, first, reviewer.access.clone()).await.status(), 200);
+
+    let rotated = app
+        .sibling_with(|s| {
+            s.master_key = Some(k2.into());
+            s.master_keys_previous = vec![k1.into()];
+        })
+        .await;
+    let reviewer = rotated.admin(Role::Reviewer).await;
+    assert_problem(approve(&rotated, second, reviewer.access.clone()).await, 409, "id_number_has_card").await;
+    let live = entity::card::Entity::find().filter(entity::card::Column::Status.ne("revoked")).count(&app.state.db).await.unwrap();
+    assert_eq!(live, 1);
+    // And the rotation then completes.
+    let out = command()
+        .env("DATABASE_URL", app.state.settings.database_url())
+        .env("ZHUGE_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .env("ZHUGE_MASTER_KEY", k2)
+        .env("ZHUGE_MASTER_KEYS_PREVIOUS", k1)
+        .arg("rotate-master-key")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
