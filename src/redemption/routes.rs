@@ -93,7 +93,8 @@ async fn redeem(
     let key = idempotency_key(&req)?;
     let hash = sha256_hex(&serde_json::to_vec(&*body)?);
     let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
-    let redeem = || service::redeem(&state, &staff, &key, body.visit_id, body.benefit_id);
+    let (state_ref, staff_ref, request) = (&state, &staff, &body);
+    let redeem = |claim| async move { service::redeem(state_ref, staff_ref, &claim, request.visit_id, request.benefit_id).await };
     Ok(match idempotency::idempotent(&state, staff.user_id, &key, &hash, lang, redeem).await? {
         Outcome::Done(view) => HttpResponse::Created().json(view),
         Outcome::Replay { status, body } => {

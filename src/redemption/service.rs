@@ -18,6 +18,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
+use super::idempotency::Claim;
 use super::quota;
 use super::scan::{self, NewVisit, Scan};
 use crate::audit::{self, Actor, Change};
@@ -117,7 +118,7 @@ struct Checked {
 pub async fn redeem(
     state: &AppState,
     staff: &SessionInfo,
-    key: &str,
+    claim: &Claim,
     visit_id: Uuid,
     benefit_id: Uuid,
 ) -> Result<RedemptionView, ApiError> {
@@ -128,10 +129,11 @@ pub async fn redeem(
     if state.db.get_database_backend() == DbBackend::Postgres {
         let checked = check(&state.db, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
         let view = RedemptionView::of(&checked.row, &checked.card_no);
-        if !record_in_one_statement(&state.db, &checked, key, &serde_json::to_string(&view)?).await? {
-            return Err(ApiError::new(ErrorCode::QuotaExhausted));
-        }
-        return Ok(view);
+        return match record_in_one_statement(&state.db, &checked, claim, &serde_json::to_string(&view)?).await? {
+            Recorded::Redeemed => Ok(view),
+            Recorded::QuotaExhausted => Err(ApiError::new(ErrorCode::QuotaExhausted)),
+            Recorded::ClaimLost => Err(ApiError::new(ErrorCode::IdempotencyInFlight)),
+        };
     }
     let txn = db::begin_write(&state.db).await?;
     let checked = check(&txn, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
@@ -161,7 +163,11 @@ pub async fn redeem(
     }
     let view = RedemptionView::of(&checked.row, &checked.card_no);
     checked.row.into_active_model().reset_all().insert(&txn).await?;
-    super::idempotency::complete(&txn, staff.user_id, key, 201, &serde_json::to_string(&view)?).await?;
+    if !super::idempotency::complete(&txn, claim, 201, &serde_json::to_string(&view)?).await? {
+        // Taken over by a retry meanwhile: this request changes nothing (the transaction
+        // rolls back as it is dropped).
+        return Err(ApiError::new(ErrorCode::IdempotencyInFlight));
+    }
     txn.commit().await?;
     Ok(view)
 }
@@ -213,27 +219,40 @@ async fn check<C: ConnectionTrait>(
     Ok(Checked { row, card_no: card.card_no, quota: benefit.quota })
 }
 
+enum Recorded {
+    Redeemed,
+    QuotaExhausted,
+    /// The idempotency claim was taken over by a retry: nothing was written.
+    ClaimLost,
+}
+
 /// Takes the use (when the benefit has a quota), inserts the redemption and stores the
-/// response under the claimed key, all or nothing. `false`: the quota was used up.
-async fn record_in_one_statement(db: &DatabaseConnection, c: &Checked, key: &str, response: &str) -> Result<bool, ApiError> {
+/// response under the claimed key, all or nothing, and only while the claim holds the key:
+/// its row is locked first (`FOR UPDATE`), so a takeover either came before (nothing is
+/// written) or waits until this commits (and then finds the key done).
+async fn record_in_one_statement(db: &DatabaseConnection, c: &Checked, claim: &Claim, response: &str) -> Result<Recorded, ApiError> {
     const SQL: &str = r#"
-WITH counted AS (
+WITH held AS (
+    SELECT 1 FROM idempotency_keys
+    WHERE staff_id = $7 AND key = $14 AND status = 'in_flight' AND locked_until = $15
+    FOR UPDATE
+), counted AS (
     INSERT INTO quota_counters (card_id, benefit_id, period_key, used)
-    SELECT $1, $2, $3, 1 WHERE $4::integer IS NOT NULL AND $4::integer > 0
+    SELECT $1, $2, $3, 1 WHERE $4::integer IS NOT NULL AND $4::integer > 0 AND EXISTS (SELECT 1 FROM held)
     ON CONFLICT (card_id, benefit_id, period_key)
     DO UPDATE SET used = quota_counters.used + 1 WHERE quota_counters.used < $4::integer
     RETURNING 1
 ), redeemed AS (
     INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at)
     SELECT $5, $1, $2, $6, $7, $8, $3, $9, $10, $11, $12
-    WHERE $4::integer IS NULL OR EXISTS (SELECT 1 FROM counted)
+    WHERE EXISTS (SELECT 1 FROM held) AND ($4::integer IS NULL OR EXISTS (SELECT 1 FROM counted))
     RETURNING 1
 ), stored AS (
     UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $13
-    WHERE staff_id = $7 AND key = $14 AND EXISTS (SELECT 1 FROM redeemed)
+    WHERE staff_id = $7 AND key = $14 AND locked_until = $15 AND EXISTS (SELECT 1 FROM redeemed)
     RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM redeemed) AS redeemed"#;
+SELECT EXISTS (SELECT 1 FROM held) AS held, EXISTS (SELECT 1 FROM redeemed) AS redeemed"#;
     let r = &c.row;
     let values = [
         r.card_id.into(),
@@ -249,10 +268,17 @@ SELECT EXISTS (SELECT 1 FROM redeemed) AS redeemed"#;
         r.status.clone().into(),
         r.created_at.into(),
         response.to_owned().into(),
-        key.to_owned().into(),
+        claim.key.clone().into(),
+        claim.fence.into(),
     ];
-    let row = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await?;
-    Ok(row.map(|row| row.try_get::<bool>("", "redeemed")).transpose()?.unwrap_or(false))
+    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await? else {
+        return Err(ApiError::internal(anyhow::anyhow!("the redemption statement returned no row")));
+    };
+    Ok(match (row.try_get::<bool>("", "held")?, row.try_get::<bool>("", "redeemed")?) {
+        (false, _) => Recorded::ClaimLost,
+        (true, true) => Recorded::Redeemed,
+        (true, false) => Recorded::QuotaExhausted,
+    })
 }
 
 /// A visit with its card, in one query.

@@ -455,3 +455,43 @@ async fn an_expired_or_revoked_card_fails_with_its_own_code_and_opens_no_visit()
     assert_eq!(status, 200, "{body}");
     assert_eq!(visits().await.unwrap(), 1);
 }
+
+/// A request that stalls past its idempotency lease loses the key to the client's retry;
+/// when it finally finishes, it must change nothing (the retry already redeemed).
+#[tokio::test]
+async fn a_request_whose_idempotency_claim_was_taken_over_changes_nothing() {
+    use zhuge_card::redemption::{dto::RedeemRequest, idempotency, service};
+    let s = scene_on(crate::support::spawn_app_with(|c| c.idempotency_lease_secs = 1).await, json!(3), "year").await;
+    let (visit, _) = s.visit().await;
+    let state = &s.app.state;
+    let staff = entity::user::Entity::find_by_id(s.staff.user_id).one(&state.db).await.unwrap().unwrap();
+    let origin = zhuge_card::auth::sessions::Origin { ip: None, user_agent: None };
+    let (session, _) =
+        zhuge_card::auth::sessions::open(&state.db, &state.keyring, &staff, Role::MerchantStaff, &origin, state.clock.now()).await.unwrap();
+    // The same body the HTTP handler hashes, so that the retry matches the claim.
+    let request = RedeemRequest { visit_id: visit, benefit_id: s.benefit };
+    let hash = zhuge_card::crypto::sha256_hex(&serde_json::to_vec(&request).unwrap());
+
+    let (session, benefit) = (&session, s.benefit);
+    let stalled = idempotency::idempotent(state, staff.id, "fenced", &hash, zhuge_card::error::Lang::Zh, |claim| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+        service::redeem(state, session, &claim, visit, benefit).await
+    });
+    let retry = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+        s.redeem_as(&s.app, &s.staff, visit, s.benefit, "fenced").await
+    };
+    let (stalled, retry) = tokio::join!(stalled, retry);
+    let (status, body) = json(retry).await;
+    assert_eq!(status, 201, "the retry took the key over and redeemed: {body}");
+    let lost = stalled.err().map(|e| e.code().as_str());
+    assert_eq!(lost, Some("idempotency_in_flight"), "the stalled request must not redeem as well");
+    // One redemption, one use, and the key answers the retry's response.
+    assert_eq!(s.used().await, 1);
+    let counter = quota_counter::Entity::find().filter(quota_counter::Column::CardId.eq(s.holder.card_id)).one(&state.db).await.unwrap();
+    assert_eq!(counter.map(|c| c.used), Some(1));
+    let replay = s.redeem_as(&s.app, &s.staff, visit, s.benefit, "fenced").await;
+    assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let (_, again) = json(replay).await;
+    assert_eq!(again["id"], body["id"]);
+}
