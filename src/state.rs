@@ -42,7 +42,7 @@ impl AppState {
         let cache = build_cache(&settings, CacheMetrics::register(&metrics.registry)?)?;
         tracing::info!(database = db::backend_name(&db), cache = cache.backend_name(), "storage ready");
         let keyring = keyring(&settings)?;
-        let tokens = TokenService::with_previous(keyring.jwt_key(), keyring.jwt_verify_keys().skip(1).map(|k| &k[..]));
+        let tokens = TokenService::from_keyring(&keyring);
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
         crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
         Ok(Self {

@@ -23,10 +23,16 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // SQLite takes one column per ALTER TABLE.
         m.alter_table(Table::alter().table(Documents::Table).add_column(blob_null(Documents::ContentEnc)).to_owned()).await?;
-        m.alter_table(Table::alter().table(Documents::Table).add_column(text_null(Documents::FilenameEnc)).to_owned()).await
+        m.alter_table(Table::alter().table(Documents::Table).add_column(text_null(Documents::FilenameEnc)).to_owned()).await?;
+        // `serve` looks for rows still to import at every start: only those, not the table.
+        m.get_connection()
+            .execute_unprepared("CREATE INDEX idx_documents_not_imported ON documents (id) WHERE content_enc IS NULL")
+            .await?;
+        Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.get_connection().execute_unprepared("DROP INDEX idx_documents_not_imported").await?;
         m.alter_table(Table::alter().table(Documents::Table).drop_column(Documents::FilenameEnc).to_owned()).await?;
         m.alter_table(Table::alter().table(Documents::Table).drop_column(Documents::ContentEnc).to_owned()).await
     }

@@ -47,6 +47,12 @@ impl TokenService {
         Self::with_previous(secret, std::iter::empty::<&[u8]>())
     }
 
+    /// Signs with the keyring's current key; also accepts tokens signed under the previous
+    /// master keys (a token issued just before a rotation keeps its 15 minutes).
+    pub fn from_keyring(keyring: &crate::crypto::Keyring) -> Self {
+        Self::with_previous(keyring.jwt_key(), keyring.jwt_verify_keys().skip(1).map(|k| &k[..]))
+    }
+
     /// Signs with `secret`; also accepts tokens signed with any of `previous`.
     pub fn with_previous<'a>(secret: &'a [u8], previous: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);

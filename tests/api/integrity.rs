@@ -267,8 +267,13 @@ async fn a_disabled_talent_is_signed_out_and_their_card_stops_verifying_until_re
     // Others are untouched.
     assert!(qr(&app, &other.talent).await.is_string());
 
+    // A renewal while the account is disabled does not hide why the card was suspended.
+    let renew = format!("/api/v1/admin/cards/{}/renew", holder.card_id);
+    assert_eq!(app.post_as(&renew, &reviewer.access, &json!({"reason": "续期"})).await.status(), 200);
     // Re-enabled: the card the disable suspended is active again.
     assert_eq!(set(who, "active", r.clone(), "核实无误").await.unwrap().status(), 200);
+    let stored = card::Entity::find_by_id(holder.card_id).one(&app.state.db).await.unwrap().unwrap();
+    assert_eq!(stored.status, "active");
     let talent = app.talent("gone").await;
     let (status, body) = json(app.post_as("/api/v1/merchant/verify", &d.staff.access, &json!({"qr": qr(&app, &talent).await})).await).await;
     assert_eq!(status, 200, "{body}");
