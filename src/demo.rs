@@ -226,9 +226,15 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     for (who, role) in [(ADMIN, Role::SuperAdmin), (REVIEWER, Role::Reviewer)] {
-        create(&txn, &cli, NewAccount { username: who.0, password: who.1, role, partner_id: None, must_change_password: false }, now)
-            .await
-            .map_err(api)?;
+        create(
+            &txn,
+            &state.keyring,
+            &cli,
+            NewAccount { username: who.0, password: who.1, role, partner_id: None, must_change_password: false },
+            now,
+        )
+        .await
+        .map_err(api)?;
     }
     txn.commit().await?;
 
@@ -270,6 +276,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     for (who, role) in [(MANAGER, Role::MerchantManager), (STAFF, Role::MerchantStaff)] {
         create(
             &txn,
+            &state.keyring,
             &cli,
             NewAccount { username: who.0, password: who.1, role, partner_id: Some(hospital), must_change_password: false },
             now,

@@ -258,15 +258,24 @@ async fn rotate_master_key(state: &AppState, batch_size: u64, max_batches: Optio
     for t in &report.tables {
         println!("{:14} rewritten {:>9}  still under an earlier key {:>9}", t.table, t.rows_rewritten, t.rows_stale);
     }
+    let txn = db::begin_write(&state.db).await?;
+    // The audit chain's hashes and the tags of ledger rows not yet anchored move to the new
+    // key too, in one transaction, once nothing else is left under the old one.
+    let rekeyed = if report.complete && report.stale() == 0 { zhuge_card::audit::rekey(&txn, &state.keyring, false).await? } else { 0 };
+    println!("{:14} rewritten {:>9}", "audit chain", rekeyed);
     let change = zhuge_card::audit::Change {
         action: "master_key.rotate",
         target_type: "keyring",
         target_id: state.keyring.current_kid().to_owned(),
         before: None,
-        after: Some(serde_json::json!({"rows_rewritten": report.rewritten(), "rows_stale": report.stale(), "complete": report.complete})),
+        after: Some(serde_json::json!({
+            "rows_rewritten": report.rewritten(),
+            "rows_stale": report.stale(),
+            "complete": report.complete,
+            "audit_entries_rekeyed": rekeyed,
+        })),
     };
-    let txn = db::begin_write(&state.db).await?;
-    zhuge_card::audit::record(&txn, &Actor::cli(), change, state.clock.now()).await?;
+    zhuge_card::audit::record(&txn, &state.keyring, &Actor::cli(), change, state.clock.now()).await?;
     txn.commit().await?;
     if !report.complete {
         println!("stopped after {} batches as asked; run it again to continue", report.batches);

@@ -45,6 +45,7 @@ impl AppState {
         let tokens = TokenService::from_keyring(&keyring);
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
         crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
+        crate::audit::upgrade(&db, &keyring, clock.now()).await?;
         Ok(Self {
             db_relaxed: db.clone(),
             db,

@@ -22,6 +22,10 @@ pub struct Model {
     pub voided_at: Option<DateTimeUtc>,
     pub voided_by: Option<Uuid>,
     pub void_reason: Option<String>,
+    /// The client address the staff member acted from.
+    pub ip: Option<String>,
+    /// Keyed tag over what the row records (see the service's `audit::ledger`).
+    pub tag: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

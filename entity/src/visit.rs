@@ -13,6 +13,10 @@ pub struct Model {
     pub nonce: String,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
+    /// The client address the staff member acted from.
+    pub ip: Option<String>,
+    /// Keyed tag over what the row records (see the service's `audit::ledger`).
+    pub tag: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -12,6 +12,7 @@ use crate::auth::Role;
 use crate::auth::password;
 use crate::auth::service::normalise_username;
 use crate::auth::sessions::{self, Revoke};
+use crate::crypto::Keyring;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::pagination::{Page, PageParams};
@@ -42,7 +43,13 @@ pub fn check_username(username: &str, errors: &mut Vec<FieldError>) {
 }
 
 /// Validates and creates a password account inside `txn`, with its audit entry.
-pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<'_>, now: DateTime<Utc>) -> Result<user::Model, ApiError> {
+pub async fn create<C: ConnectionTrait>(
+    txn: &C,
+    keys: &Keyring,
+    actor: &Actor,
+    new: NewAccount<'_>,
+    now: DateTime<Utc>,
+) -> Result<user::Model, ApiError> {
     let mut errors = Vec::new();
     check_username(new.username, &mut errors);
     if let Some(e) = password::check_new("password", new.password) {
@@ -67,7 +74,7 @@ pub async fn create<C: ConnectionTrait>(txn: &C, actor: &Actor, new: NewAccount<
         before: None,
         after: Some(json!(AccountView::try_from(&account)?)),
     };
-    audit::record(txn, actor, change, now).await?;
+    audit::record(txn, keys, actor, change, now).await?;
     Ok(account)
 }
 
@@ -78,7 +85,7 @@ pub async fn create_admin(state: &AppState, actor: &Actor, username: &str, passw
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let new = NewAccount { username, password, role, partner_id: None, must_change_password: actor.user_id.is_some() };
-    let account = create(&txn, actor, new, now).await?;
+    let account = create(&txn, &state.keyring, actor, new, now).await?;
     txn.commit().await?;
     AccountView::try_from(&account)
 }
@@ -148,6 +155,7 @@ pub async fn update_admin(state: &AppState, actor: &Actor, id: Uuid, change: &Up
         sessions::revoke(&txn, Revoke::AllOfUser(id), if status_changes { "account_status_changed" } else { "role_changed" }, now).await?;
     audit::record(
         &txn,
+        &state.keyring,
         actor,
         Change {
             action: "account.update",
@@ -195,10 +203,10 @@ pub async fn set_talent_status(
     if let Some(card) = live_card_of(&txn, id).await? {
         match to {
             AccountStatus::Disabled if card.status == "active" => {
-                transition(&txn, &state.settings, actor, card.id, Op::Suspend, reason, Some(ACCOUNT_DISABLED), now).await?;
+                transition(&txn, &state.keyring, &state.settings, actor, card.id, Op::Suspend, reason, Some(ACCOUNT_DISABLED), now).await?;
             }
             AccountStatus::Active if card.status == "suspended" && last_suspended_by(&txn, card.id, ACCOUNT_DISABLED).await? => {
-                transition(&txn, &state.settings, actor, card.id, Op::Resume, reason, Some(ACCOUNT_DISABLED), now).await?;
+                transition(&txn, &state.keyring, &state.settings, actor, card.id, Op::Resume, reason, Some(ACCOUNT_DISABLED), now).await?;
             }
             _ => {}
         }
@@ -211,7 +219,7 @@ pub async fn set_talent_status(
         before: Some(json!({"status": before.status})),
         after: Some(json!({"status": after.status, "reason": reason.trim()})),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
     AccountView::try_from(&after)
@@ -221,6 +229,7 @@ pub async fn set_talent_status(
 /// account out everywhere.
 pub async fn reset_password<C: ConnectionTrait>(
     txn: &C,
+    keys: &Keyring,
     actor: &Actor,
     account: user::Model,
     password: &str,
@@ -243,7 +252,7 @@ pub async fn reset_password<C: ConnectionTrait>(
     active.update(txn).await?;
     let revoked = sessions::revoke(txn, Revoke::AllOfUser(id), "password_reset", now).await?;
     let change = Change { action: "account.reset_password", target_type: "user", target_id: id.to_string(), before: None, after: None };
-    audit::record(txn, actor, change, now).await?;
+    audit::record(txn, keys, actor, change, now).await?;
     Ok(revoked)
 }
 
@@ -251,7 +260,7 @@ pub async fn reset_admin_password(state: &AppState, actor: &Actor, id: Uuid, pas
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
     let account = find_admin(&txn, id).await?;
-    let revoked = reset_password(&txn, actor, account, password, now).await?;
+    let revoked = reset_password(&txn, &state.keyring, actor, account, password, now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
     Ok(())

@@ -83,7 +83,7 @@ async fn create(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, body:
         partner_id: Some(partner_id),
         must_change_password: true,
     };
-    let account = match service::create(&txn, actor, new, now).await {
+    let account = match service::create(&txn, &state.keyring, actor, new, now).await {
         Ok(account) => account,
         Err(e) if e.code() == ErrorCode::UsernameUnavailable => {
             // Counted here, enforced by the check above on the next attempt.
@@ -157,7 +157,7 @@ async fn update(
         before: Some(json!(AccountView::try_from(&before)?)),
         after: Some(json!(AccountView::try_from(&after)?)),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
     AccountView::try_from(&after)
@@ -170,7 +170,7 @@ async fn reset(state: &AppState, actor: &Actor, by: By, partner_id: Uuid, id: Uu
     if by == By::Manager && account.role != Role::MerchantStaff.as_str() {
         return Err(ApiError::new(ErrorCode::Forbidden));
     }
-    let revoked = service::reset_password(&txn, actor, account, password, now).await?;
+    let revoked = service::reset_password(&txn, &state.keyring, actor, account, password, now).await?;
     txn.commit().await?;
     sessions::forget(&state.cache, &revoked).await;
     Ok(())

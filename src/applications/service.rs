@@ -200,7 +200,7 @@ pub async fn pii(state: &AppState, actor: &Actor, id: Uuid) -> Result<Applicatio
     let txn = db::begin_write(&state.db).await?;
     let change =
         Change { action: "application.pii_view", target_type: "application", target_id: id.to_string(), before: None, after: None };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     Ok(revealed)
 }
@@ -267,7 +267,7 @@ pub async fn approve(state: &AppState, actor: &Actor, id: Uuid, body: &Approve) 
         before: Some(json!({"status": "submitted"})),
         after: Some(json!({"status": "approved", "card_id": card.id, "tier": body.tier, "category": body.category})),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     let message = json!({
         "template": "card_issued",
         "page": "pages/card/index",
@@ -295,7 +295,7 @@ pub async fn reject(state: &AppState, actor: &Actor, id: Uuid, reason: &str) -> 
         before: Some(json!({"status": "submitted"})),
         after: Some(json!({"status": "rejected", "reason": reason.trim()})),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     let short: String = reason.trim().chars().take(20).collect();
     let message = json!({
         "template": "application_rejected",

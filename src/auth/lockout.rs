@@ -37,10 +37,20 @@ pub const KNOWN_FOR_DAYS: i64 = 90;
 /// Rows whose window started this long ago, and that hold no lock, are deleted.
 const KEEP: Duration = Duration::days(1);
 
-/// Seconds left on a lock that keeps `username` out at `address` (see
-/// [`RequestMeta::limit_address`](super::RequestMeta::limit_address)), if any. `account`
-/// is the account the name belongs to, when one does, and `ip` the client's own address.
-pub async fn locked<C: ConnectionTrait>(
+/// Counts one sign-in attempt of `username` from `address` **before** its password is
+/// checked, and says whether it may be checked: `Some(seconds)` when a lock keeps it out.
+/// Call inside a write transaction, and roll it back when refused (a refused attempt
+/// reveals nothing and counts for nothing); commit it otherwise, before the check.
+///
+/// Counting first is what bounds guessing under concurrency: attempts on one name and
+/// address queue on their row (PostgreSQL's row lock, SQLite's write lock), each sees the
+/// count including itself, and only the first [`PER_ADDRESS`]`.failures` of a window are
+/// checked, however many arrive at once. The attempt that reaches a rule's count is still
+/// checked, and sets the lock. A sign-in that succeeds is taken back by [`forgive`].
+///
+/// `account` is the account the name belongs to, when one does, and `ip` the client's own
+/// address (for the every-address lock's known-address exception).
+pub async fn attempt<C: ConnectionTrait>(
     db: &C,
     username: &str,
     address: &str,
@@ -48,23 +58,39 @@ pub async fn locked<C: ConnectionTrait>(
     ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<u64>, DbErr> {
-    let locks = login_failure::Entity::find()
-        .filter(login_failure::Column::Username.eq(username))
-        .filter(login_failure::Column::Address.is_in([address, EVERY]))
-        .filter(login_failure::Column::LockedUntil.gt(now))
-        .all(db)
+    let here = count(db, username, address, &PER_ADDRESS, now).await?;
+    let everywhere = count(db, username, EVERY, &EVERY_ADDRESS, now).await?;
+    // Old counts of names nobody tries any more would otherwise pile up.
+    login_failure::Entity::delete_many()
+        .filter(login_failure::Column::WindowStart.lt(now - KEEP))
+        .filter(Condition::any().add(login_failure::Column::LockedUntil.is_null()).add(login_failure::Column::LockedUntil.lt(now)))
+        .exec(db)
         .await?;
-    let left = |row: &login_failure::Model| row.locked_until.map(|until| Ord::max((until - now).num_seconds(), 1).unsigned_abs());
-    if let Some(here) = locks.iter().find(|r| r.address == address) {
-        return Ok(left(here));
+    let left = |until: DateTime<Utc>| Ord::max((until - now).num_seconds(), 1).unsigned_abs();
+    if let Some(until) = here.locked_after(&PER_ADDRESS) {
+        return Ok(Some(left(until)));
     }
-    let Some(everywhere) = locks.iter().find(|r| r.address == EVERY) else { return Ok(None) };
+    let Some(until) = everywhere.locked_after(&EVERY_ADDRESS) else { return Ok(None) };
     if let (Some(id), Some(ip)) = (account, ip)
         && known_address(db, id, ip, now).await?
     {
         return Ok(None);
     }
-    Ok(left(everywhere))
+    Ok(Some(left(until)))
+}
+
+/// A row's count after this attempt was added.
+struct Counted {
+    failures: i32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+impl Counted {
+    /// The end of a lock that was set before this attempt came (the attempt that sets a
+    /// lock is the rule's last one allowed).
+    fn locked_after(&self, rule: &Rule) -> Option<DateTime<Utc>> {
+        self.locked_until.filter(|_| self.failures > rule.failures)
+    }
 }
 
 /// Whether the account has signed in from `ip` within [`KNOWN_FOR_DAYS`].
@@ -79,22 +105,10 @@ async fn known_address<C: ConnectionTrait>(db: &C, account: Uuid, ip: &str, now:
     Ok(found.is_some())
 }
 
-/// Counts a failed sign-in of `username` from `address`, locking where a rule says so.
-pub async fn record_failure<C: ConnectionTrait>(db: &C, username: &str, address: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
-    count(db, username, address, &PER_ADDRESS, now).await?;
-    count(db, username, EVERY, &EVERY_ADDRESS, now).await?;
-    // Old counts of names nobody tries any more would otherwise pile up.
-    login_failure::Entity::delete_many()
-        .filter(login_failure::Column::WindowStart.lt(now - KEEP))
-        .filter(Condition::any().add(login_failure::Column::LockedUntil.is_null()).add(login_failure::Column::LockedUntil.lt(now)))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// One failure on one row, in one statement each (concurrent failures all count): a
-/// window that has passed starts again at one; reaching the rule's count sets the lock.
-async fn count<C: ConnectionTrait>(db: &C, username: &str, address: &str, rule: &Rule, now: DateTime<Utc>) -> Result<(), DbErr> {
+/// Adds one to a row, in one statement (concurrent attempts all count, in turn): a window
+/// that has passed, or a lock that has ended, starts the count again at one; reaching the
+/// rule's count sets the lock. Returns the row as this attempt left it.
+async fn count<C: ConnectionTrait>(db: &C, username: &str, address: &str, rule: &Rule, now: DateTime<Utc>) -> Result<Counted, DbErr> {
     let row = login_failure::ActiveModel {
         username: Set(username.to_owned()),
         address: Set(address.to_owned()),
@@ -104,31 +118,55 @@ async fn count<C: ConnectionTrait>(db: &C, username: &str, address: &str, rule: 
     };
     let failures = Expr::col((login_failure::Entity, login_failure::Column::Failures));
     let window_start = Expr::col((login_failure::Entity, login_failure::Column::WindowStart));
-    let window_over = window_start.clone().lte(now - rule.window);
+    let locked_until = Expr::col((login_failure::Entity, login_failure::Column::LockedUntil));
+    let lock_over = locked_until.clone().is_not_null().and(locked_until.clone().lte(now));
+    let window_over = locked_until.clone().is_null().and(window_start.clone().lte(now - rule.window));
+    let restart = window_over.or(lock_over);
     login_failure::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([login_failure::Column::Username, login_failure::Column::Address])
-                .value(login_failure::Column::Failures, Expr::case(window_over.clone(), 1).finally(failures.add(1)))
-                .value(login_failure::Column::WindowStart, Expr::case(window_over, now).finally(window_start))
+                .value(login_failure::Column::Failures, Expr::case(restart.clone(), 1).finally(failures.add(1)))
+                .value(login_failure::Column::WindowStart, Expr::case(restart.clone(), now).finally(window_start))
+                .value(
+                    login_failure::Column::LockedUntil,
+                    Expr::case(restart, Expr::value(Option::<DateTime<Utc>>::None)).finally(locked_until),
+                )
                 .to_owned(),
         )
         .exec_without_returning(db)
         .await?;
     login_failure::Entity::update_many()
         .col_expr(login_failure::Column::LockedUntil, Expr::value(Some(now + rule.lock_for)))
-        .col_expr(login_failure::Column::Failures, Expr::value(0))
-        .col_expr(login_failure::Column::WindowStart, Expr::value(now))
         .filter(login_failure::Column::Username.eq(username))
         .filter(login_failure::Column::Address.eq(address))
         .filter(login_failure::Column::Failures.gte(rule.failures))
+        .filter(login_failure::Column::LockedUntil.is_null())
+        .exec(db)
+        .await?;
+    let row = login_failure::Entity::find_by_id((username.to_owned(), address.to_owned()))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("login_failures".into()))?;
+    Ok(Counted { failures: row.failures, locked_until: row.locked_until })
+}
+
+/// A sign-in that succeeded: its address's count is cleared, and its attempt is taken
+/// back from the count across addresses (a guesser elsewhere is still counted).
+pub async fn forgive<C: ConnectionTrait>(db: &C, username: &str, address: &str) -> Result<(), DbErr> {
+    clear(db, username, address).await?;
+    login_failure::Entity::update_many()
+        .col_expr(login_failure::Column::Failures, Expr::col(login_failure::Column::Failures).sub(1))
+        .filter(login_failure::Column::Username.eq(username))
+        .filter(login_failure::Column::Address.eq(EVERY))
+        .filter(login_failure::Column::Failures.gt(0))
+        .filter(login_failure::Column::LockedUntil.is_null())
         .exec(db)
         .await?;
     Ok(())
 }
 
-/// A successful sign-in from `address` clears that address's count (not the count from
-/// every address: a guesser elsewhere is still guessing).
-pub async fn clear<C: ConnectionTrait>(db: &C, username: &str, address: &str) -> Result<(), DbErr> {
+/// Clears `address`'s count of `username`.
+async fn clear<C: ConnectionTrait>(db: &C, username: &str, address: &str) -> Result<(), DbErr> {
     login_failure::Entity::delete_many()
         .filter(login_failure::Column::Username.eq(username))
         .filter(login_failure::Column::Address.eq(address))

@@ -118,15 +118,16 @@ pub async fn password_login(state: &AppState, username: &str, password: &str, me
     let now = state.clock.now();
     let account = user::Entity::find().filter(user::Column::Username.eq(&username)).one(&state.db).await?;
     let id = account.as_ref().map(|a| a.id);
-    if let Some(secs) = lockout::locked(&state.db, &username, &address, id, meta.ip.as_deref(), now).await? {
+    // Counted before the password is checked (see `lockout::attempt`).
+    let txn = db::begin_write(&state.db).await?;
+    if let Some(secs) = lockout::attempt(&txn, &username, &address, id, meta.ip.as_deref(), now).await? {
+        txn.rollback().await?;
         return Err(ApiError::new(ErrorCode::AccountLocked).retry_after(secs));
     }
+    txn.commit().await?;
 
     let ok = password::verify(account.as_ref().and_then(|a| a.password_hash.as_deref()), password).await;
     let Some(account) = account.filter(|_| ok) else {
-        let txn = db::begin_write(&state.db).await?;
-        lockout::record_failure(&txn, &username, &address, now).await?;
-        txn.commit().await?;
         tracing::info!(address = %address, "password sign-in failed");
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     };
@@ -138,7 +139,7 @@ pub async fn password_login(state: &AppState, username: &str, password: &str, me
     };
 
     let txn = db::begin_write(&state.db).await?;
-    lockout::clear(&txn, &username, &address).await?;
+    lockout::forgive(&txn, &username, &address).await?;
     let (info, refresh) = sessions::open(&txn, &state.keyring, &account, role, &meta.origin(), now).await?;
     txn.commit().await?;
     tracing::info!(user_id = %account.id, role = %role, session_id = %info.session_id, "signed in with password");

@@ -147,6 +147,7 @@ pub async fn issue<C: ConnectionTrait>(
     event(txn, &created, "issued", actor, "approved", Some(details.clone()), now).await?;
     audit::record(
         txn,
+        keyring,
         actor,
         Change { action: "card.issue", target_type: "card", target_id: created.id.to_string(), before: None, after: Some(details) },
         now,
@@ -205,7 +206,7 @@ fn check_reason(reason: &str) -> Result<(), ApiError> {
 pub async fn apply(state: &AppState, actor: &Actor, card_id: Uuid, op: Op, reason: &str) -> Result<CardDetail, ApiError> {
     check_reason(reason)?;
     let txn = db::begin_write(&state.db).await?;
-    transition(&txn, &state.settings, actor, card_id, op, reason, None, state.clock.now()).await?;
+    transition(&txn, &state.keyring, &state.settings, actor, card_id, op, reason, None, state.clock.now()).await?;
     txn.commit().await?;
     detail(state, card_id).await
 }
@@ -218,6 +219,7 @@ pub const ACCOUNT_DISABLED: &str = "account_disabled";
 #[expect(clippy::too_many_arguments, reason = "one transition's inputs; a struct would only rename them")]
 pub async fn transition<C: ConnectionTrait>(
     txn: &C,
+    keys: &Keyring,
     settings: &crate::config::Settings,
     actor: &Actor,
     card_id: Uuid,
@@ -297,7 +299,7 @@ pub async fn transition<C: ConnectionTrait>(
         before: Some(snapshot(&before)),
         after: Some(snapshot(&after)),
     };
-    audit::record(txn, actor, change, now).await?;
+    audit::record(txn, keys, actor, change, now).await?;
     Ok(after)
 }
 
@@ -354,6 +356,7 @@ pub async fn pii(state: &AppState, actor: &Actor, card_id: Uuid) -> Result<CardP
     let txn = db::begin_write(&state.db).await?;
     audit::record(
         &txn,
+        &state.keyring,
         actor,
         Change { action: "card.pii_view", target_type: "card", target_id: card_id.to_string(), before: None, after: None },
         now,

@@ -152,7 +152,7 @@ pub async fn create_partner(state: &AppState, actor: &Actor, input: PartnerInput
         before: None,
         after: Some(json!(view)),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
     Ok(view)
@@ -213,7 +213,7 @@ pub async fn update_partner(state: &AppState, actor: &Actor, id: Uuid, input: Pa
         before: Some(json!(PartnerView::try_from(&before)?)),
         after: Some(json!(view)),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
     Ok(view)
@@ -272,7 +272,7 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
         before: None,
         after: Some(json!(view)),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
     Ok(view)
@@ -338,7 +338,7 @@ pub async fn update_benefit(
         before: Some(json!(before_view)),
         after: Some(json!(view)),
     };
-    audit::record(&txn, actor, change, now).await?;
+    audit::record(&txn, &state.keyring, actor, change, now).await?;
     txn.commit().await?;
     announce(state).await;
     Ok(view)

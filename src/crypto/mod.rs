@@ -33,6 +33,8 @@ struct KeySet {
     aead: ChaCha20Poly1305,
     blind: [u8; 32],
     jwt: [u8; 32],
+    /// Keys the audit trail: the chain's links and the tags of redemption and visit rows.
+    audit: [u8; 32],
 }
 
 pub struct Keyring {
@@ -62,6 +64,7 @@ impl KeySet {
             aead: ChaCha20Poly1305::new(Key::from_slice(&key)),
             blind: derive(master.as_bytes(), "blind-index/v1"),
             jwt: derive(master.as_bytes(), "jwt-hs256/v1"),
+            audit: derive(master.as_bytes(), "audit/v1"),
         }
     }
 
@@ -70,6 +73,18 @@ impl KeySet {
         mac.update(kind.as_bytes());
         mac.update(&[0]);
         mac.update(value.trim().to_uppercase().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn audit_tag(&self, domain: &str, fields: &[&str]) -> String {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.audit).unwrap_or_else(|_| unreachable!("any key length"));
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        for f in fields {
+            // Length-prefixed, so that no two field lists hash alike.
+            mac.update(&(f.len() as u64).to_be_bytes());
+            mac.update(f.as_bytes());
+        }
         hex::encode(mac.finalize().into_bytes())
     }
 
@@ -168,6 +183,23 @@ impl Keyring {
         self.current.blind_index(kind, value)
     }
 
+    /// The audit tag (HMAC-SHA-256, hex) of `fields` under the current key; `domain` keeps
+    /// tags of one kind of record from standing in for another.
+    pub fn audit_tag(&self, domain: &str, fields: &[&str]) -> String {
+        self.current.audit_tag(domain, fields)
+    }
+
+    /// Whether `tag` is the audit tag of `fields` under any key of the ring (an entry
+    /// written before a rotation finished is still recognised), compared in constant time.
+    pub fn audit_tag_matches(&self, domain: &str, fields: &[&str], tag: &str) -> bool {
+        self.keys().any(|k| constant_time_eq(k.audit_tag(domain, fields).as_bytes(), tag.as_bytes()))
+    }
+
+    /// Whether `tag` is under the current key (else `rotate-master-key` rewrites it).
+    pub fn audit_tag_is_current(&self, domain: &str, fields: &[&str], tag: &str) -> bool {
+        constant_time_eq(self.current.audit_tag(domain, fields).as_bytes(), tag.as_bytes())
+    }
+
     /// Every hash `value` may be stored under: the current key's first. Lookups use all of
     /// them, so that a row not yet re-indexed by `rotate-master-key` is still found.
     pub fn blind_indexes(&self, kind: &str, value: &str) -> Vec<String> {
@@ -188,6 +220,10 @@ fn bytes_kid(stored: &[u8]) -> Result<String, CryptoError> {
         [BYTES_V1, kid @ ..] if kid.len() >= 4 => Ok(hex::encode(&kid[..4])),
         _ => Err(CryptoError::Malformed),
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// SHA-256, hex: for values that are high-entropy already (refresh tokens).

@@ -53,8 +53,13 @@ pub fn root_routes(cfg: &mut ServiceConfig) {
     )
 )]
 #[post("/merchant/verify")]
-async fn verify(state: web::Data<AppState>, staff: Staff, body: web::Json<VerifyRequest>) -> Result<web::Json<VerifyView>, ApiError> {
-    Ok(web::Json(service::verify(&state, &staff, &body.qr).await?))
+async fn verify(
+    state: web::Data<AppState>,
+    staff: Staff,
+    meta: RequestMeta,
+    body: web::Json<VerifyRequest>,
+) -> Result<web::Json<VerifyView>, ApiError> {
+    Ok(web::Json(service::verify(&state, &staff, meta.ip.as_deref(), &body.qr).await?))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
@@ -87,14 +92,15 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
 async fn redeem(
     state: web::Data<AppState>,
     staff: Staff,
+    meta: RequestMeta,
     req: HttpRequest,
     body: web::Json<RedeemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let hash = sha256_hex(&serde_json::to_vec(&*body)?);
     let lang = req.extensions().get::<Lang>().copied().unwrap_or_default();
-    let (state_ref, staff_ref, request) = (&state, &staff, &body);
-    let redeem = |claim| async move { service::redeem(state_ref, staff_ref, &claim, request.visit_id, request.benefit_id).await };
+    let (state_ref, staff_ref, request, ip) = (&state, &staff, &body, meta.ip.as_deref());
+    let redeem = |claim| async move { service::redeem(state_ref, staff_ref, ip, &claim, request.visit_id, request.benefit_id).await };
     Ok(match idempotency::idempotent(&state, staff.user_id, &key, &hash, lang, redeem).await? {
         Outcome::Done(view) => HttpResponse::Created().json(view),
         Outcome::Replay { status, body } => {

@@ -9,27 +9,65 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, visit};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect,
     QueryTrait, Statement,
 };
 use uuid::Uuid;
 
 use super::service::VISIT_TTL;
+use crate::audit::ledger;
 use crate::cards::dto::CardStatus;
+use crate::crypto::Keyring;
 use crate::db;
 use crate::error::ApiError;
 
-/// The visit a scan asks to open.
+/// The visit a scan asks to open, tagged for the audit trail.
 pub struct NewVisit {
     pub id: Uuid,
     pub card_id: Uuid,
     pub partner_id: Uuid,
     pub staff_id: Uuid,
     pub nonce: String,
+    pub ip: Option<String>,
+    /// To the microsecond: what the database stores, and what the tag covers.
     pub now: DateTime<Utc>,
+    pub tag: String,
+}
+
+impl NewVisit {
+    #[expect(clippy::too_many_arguments, reason = "one visit's fields")]
+    pub fn tagged(
+        keys: &Keyring,
+        id: Uuid,
+        card_id: Uuid,
+        partner_id: Uuid,
+        staff_id: Uuid,
+        nonce: String,
+        ip: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut v =
+            Self { id, card_id, partner_id, staff_id, nonce, ip: ip.map(str::to_owned), now: now.trunc_subsecs(6), tag: String::new() };
+        v.tag = ledger::visit_tag(keys, &v.row());
+        v
+    }
+
+    fn row(&self) -> visit::Model {
+        visit::Model {
+            id: self.id,
+            card_id: self.card_id,
+            partner_id: self.partner_id,
+            staff_id: self.staff_id,
+            nonce: self.nonce.clone(),
+            created_at: self.now,
+            expires_at: self.now + VISIT_TTL,
+            ip: self.ip.clone(),
+            tag: self.tag.clone(),
+        }
+    }
 }
 
 pub struct Scan {
@@ -52,8 +90,8 @@ pub async fn run(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, 
 const SCAN_SQL: &str = r#"
 WITH c AS (SELECT * FROM cards WHERE id = $1),
 v AS (
-    INSERT INTO visits (id, card_id, partner_id, staff_id, nonce, created_at, expires_at)
-    SELECT $2, c.id, $3, $4, $5, $6, $7 FROM c WHERE c.status = 'active' AND c.valid_until > $6
+    INSERT INTO visits (id, card_id, partner_id, staff_id, nonce, created_at, expires_at, ip, tag)
+    SELECT $2, c.id, $3, $4, $5, $6, $7, $8, $9 FROM c WHERE c.status = 'active' AND c.valid_until > $6
     ON CONFLICT (nonce) DO NOTHING
     RETURNING id
 )
@@ -74,6 +112,8 @@ async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Optio
         v.nonce.clone().into(),
         v.now.into(),
         (v.now + VISIT_TTL).into(),
+        v.ip.clone().into(),
+        v.tag.clone().into(),
     ];
     let Some(row) = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SCAN_SQL, values)).await? else {
         return Ok(None);
@@ -100,18 +140,7 @@ async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Sc
         return Ok(None);
     };
     let opened = CardStatus::of(&card, v.now)? == CardStatus::Active
-        && match (visit::ActiveModel {
-            id: Set(v.id),
-            card_id: Set(v.card_id),
-            partner_id: Set(v.partner_id),
-            staff_id: Set(v.staff_id),
-            nonce: Set(v.nonce.clone()),
-            created_at: Set(v.now),
-            expires_at: Set(v.now + VISIT_TTL),
-        })
-        .insert(db)
-        .await
-        {
+        && match v.row().into_active_model().reset_all().insert(db).await {
             Ok(_) => true,
             Err(e) if db::is_unique_violation(&e) => false,
             Err(e) => return Err(e.into()),

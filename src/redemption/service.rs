@@ -21,7 +21,7 @@ use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, Revocation
 use super::idempotency::Claim;
 use super::quota;
 use super::scan::{self, NewVisit, Scan};
-use crate::audit::{self, Actor, Change};
+use crate::audit::{self, Actor, Change, ledger};
 use crate::auth::sessions::SessionInfo;
 use crate::cards::dto::{CardStatus, CardView, classification_of};
 use crate::cards::qr::{self, QrError};
@@ -31,6 +31,7 @@ use crate::catalog::eligibility::eligible;
 use crate::catalog::period;
 use crate::catalog::service::offered_by;
 use crate::clock::BEIJING;
+use crate::crypto::Keyring;
 use crate::db;
 use crate::error::{ApiError, ErrorCode};
 use crate::pagination::{Page, PageParams};
@@ -74,7 +75,7 @@ pub async fn mint_qr(state: &AppState, user_id: Uuid) -> Result<QrView, ApiError
 
 /// Checks a scanned token, consumes it, and opens a visit at the staff member's partner
 /// (which must be active: the token is not consumed otherwise).
-pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Result<VerifyView, ApiError> {
+pub async fn verify(state: &AppState, staff: &SessionInfo, ip: Option<&str>, scanned: &str) -> Result<VerifyView, ApiError> {
     let partner_id = staff_partner(staff)?;
     let offered = offered_by(state, partner_id).await?;
     let now = state.clock.now();
@@ -88,8 +89,7 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, scanned: &str) -> Res
         QrError::Invalid => ApiError::new(ErrorCode::QrInvalid),
         QrError::Expired => ApiError::new(ErrorCode::QrExpired),
     })?;
-    let visit =
-        NewVisit { id: Uuid::now_v7(), card_id: token.card, partner_id, staff_id: staff.user_id, nonce: qr::nonce_key(&token), now };
+    let visit = NewVisit::tagged(&state.keyring, Uuid::now_v7(), token.card, partner_id, staff.user_id, qr::nonce_key(&token), ip, now);
     let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
     if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);
@@ -118,6 +118,7 @@ struct Checked {
 pub async fn redeem(
     state: &AppState,
     staff: &SessionInfo,
+    ip: Option<&str>,
     claim: &Claim,
     visit_id: Uuid,
     benefit_id: Uuid,
@@ -127,7 +128,7 @@ pub async fn redeem(
     let now = state.clock.now().trunc_subsecs(6);
     let offered = offered_by(state, partner_id).await?;
     if state.db.get_database_backend() == DbBackend::Postgres {
-        let checked = check(&state.db, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
+        let checked = check(&state.db, &state.keyring, staff, ip, partner_id, &offered, visit_id, benefit_id, now).await?;
         let view = RedemptionView::of(&checked.row, &checked.card_no);
         return match record_in_one_statement(&state.db, &checked, claim, &serde_json::to_string(&view)?).await? {
             Recorded::Redeemed => Ok(view),
@@ -136,7 +137,7 @@ pub async fn redeem(
         };
     }
     let txn = db::begin_write(&state.db).await?;
-    let checked = check(&txn, staff, partner_id, &offered, visit_id, benefit_id, now).await?;
+    let checked = check(&txn, &state.keyring, staff, ip, partner_id, &offered, visit_id, benefit_id, now).await?;
     if let Some(quota) = checked.quota {
         let r = &checked.row;
         // One statement takes a use: the first of the period creates the counter at 1, the
@@ -173,10 +174,13 @@ pub async fn redeem(
 }
 
 /// The visit (this partner's, still open), the benefit (offered by this partner, usable by
-/// the card) and the card (active).
+/// the card) and the card (active). The row to write comes back tagged for the audit trail.
+#[expect(clippy::too_many_arguments, reason = "one redemption's inputs; a struct would only rename them")]
 async fn check<C: ConnectionTrait>(
     db: &C,
+    keys: &Keyring,
     staff: &SessionInfo,
+    ip: Option<&str>,
     partner_id: Uuid,
     offered: &[BenefitView],
     visit_id: Uuid,
@@ -200,7 +204,7 @@ async fn check<C: ConnectionTrait>(
     if !eligible(benefit, tier, category, now) {
         return Err(ApiError::new(ErrorCode::BenefitUnavailable));
     }
-    let row = redemption::Model {
+    let mut row = redemption::Model {
         id: Uuid::now_v7(),
         card_id: card.id,
         benefit_id: benefit.id,
@@ -215,7 +219,10 @@ async fn check<C: ConnectionTrait>(
         voided_at: None,
         voided_by: None,
         void_reason: None,
+        ip: ip.map(str::to_owned),
+        tag: String::new(),
     };
+    row.tag = ledger::redemption_tag(keys, &row);
     Ok(Checked { row, card_no: card.card_no, quota: benefit.quota })
 }
 
@@ -226,33 +233,33 @@ enum Recorded {
     ClaimLost,
 }
 
-/// Takes the use (when the benefit has a quota), inserts the redemption and stores the
-/// response under the claimed key, all or nothing, and only while the claim holds the key:
-/// its row is locked first (`FOR UPDATE`), so a takeover either came before (nothing is
-/// written) or waits until this commits (and then finds the key done).
+/// Stores the response under the claimed key, takes the use (when the benefit has a
+/// quota) and inserts the redemption: all or nothing, and only while the claim holds the
+/// key. Storing comes first and the rest depends on it, so its row lock fences the key: a
+/// takeover either came before (nothing is written) or waits until this commits (and then
+/// finds the key done). When the quota is spent, `zhuge_abort` undoes the statement, the
+/// stored response included, and says so with SQLSTATE `ZH001`.
 async fn record_in_one_statement(db: &DatabaseConnection, c: &Checked, claim: &Claim, response: &str) -> Result<Recorded, ApiError> {
     const SQL: &str = r#"
-WITH held AS (
-    SELECT 1 FROM idempotency_keys
+WITH stored AS (
+    UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $13
     WHERE staff_id = $7 AND key = $14 AND status = 'in_flight' AND locked_until = $15
-    FOR UPDATE
+    RETURNING 1
 ), counted AS (
     INSERT INTO quota_counters (card_id, benefit_id, period_key, used)
-    SELECT $1, $2, $3, 1 WHERE $4::integer IS NOT NULL AND $4::integer > 0 AND EXISTS (SELECT 1 FROM held)
+    SELECT $1, $2, $3, 1 WHERE $4::integer IS NOT NULL AND $4::integer > 0 AND EXISTS (SELECT 1 FROM stored)
     ON CONFLICT (card_id, benefit_id, period_key)
     DO UPDATE SET used = quota_counters.used + 1 WHERE quota_counters.used < $4::integer
     RETURNING 1
 ), redeemed AS (
-    INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at)
-    SELECT $5, $1, $2, $6, $7, $8, $3, $9, $10, $11, $12
-    WHERE EXISTS (SELECT 1 FROM held) AND ($4::integer IS NULL OR EXISTS (SELECT 1 FROM counted))
-    RETURNING 1
-), stored AS (
-    UPDATE idempotency_keys SET status = 'done', response_status = 201, response_body = $13
-    WHERE staff_id = $7 AND key = $14 AND locked_until = $15 AND EXISTS (SELECT 1 FROM redeemed)
+    INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at, ip, tag)
+    SELECT $5, $1, $2, $6, $7, $8, $3, $9, $10, $11, $12, $16, $17
+    WHERE EXISTS (SELECT 1 FROM stored) AND ($4::integer IS NULL OR EXISTS (SELECT 1 FROM counted))
     RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM held) AS held, EXISTS (SELECT 1 FROM redeemed) AS redeemed"#;
+SELECT EXISTS (SELECT 1 FROM stored) AS held,
+    CASE WHEN EXISTS (SELECT 1 FROM stored) AND NOT EXISTS (SELECT 1 FROM redeemed)
+        THEN zhuge_abort('quota_exhausted') ELSE true END AS redeemed"#;
     let r = &c.row;
     let values = [
         r.card_id.into(),
@@ -270,15 +277,16 @@ SELECT EXISTS (SELECT 1 FROM held) AS held, EXISTS (SELECT 1 FROM redeemed) AS r
         response.to_owned().into(),
         claim.key.clone().into(),
         claim.fence.into(),
+        r.ip.clone().into(),
+        r.tag.clone().into(),
     ];
-    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await? else {
-        return Err(ApiError::internal(anyhow::anyhow!("the redemption statement returned no row")));
+    let row = match db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(ApiError::internal(anyhow::anyhow!("the redemption statement returned no row"))),
+        Err(e) if db::sqlstate(&e).as_deref() == Some("ZH001") => return Ok(Recorded::QuotaExhausted),
+        Err(e) => return Err(e.into()),
     };
-    Ok(match (row.try_get::<bool>("", "held")?, row.try_get::<bool>("", "redeemed")?) {
-        (false, _) => Recorded::ClaimLost,
-        (true, true) => Recorded::Redeemed,
-        (true, false) => Recorded::QuotaExhausted,
-    })
+    Ok(if row.try_get::<bool>("", "held")? { Recorded::Redeemed } else { Recorded::ClaimLost })
 }
 
 /// A visit with its card, in one query.
@@ -343,7 +351,7 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
         before: Some(serde_json::json!({"status": "completed"})),
         after: Some(serde_json::json!({"status": "voided", "reason": reason.trim()})),
     };
-    audit::record(&txn, meta, change, now).await?;
+    audit::record(&txn, &state.keyring, meta, change, now).await?;
     let card_no = card::Entity::find_by_id(r.card_id)
         .one(&txn)
         .await?
@@ -466,6 +474,7 @@ pub async fn rotate_keys(state: &AppState, actor: &Actor) -> Result<String, ApiE
     let txn = db::begin_write(&state.db).await?;
     audit::record(
         &txn,
+        &state.keyring,
         actor,
         Change { action: "keys.rotate", target_type: "signing_key", target_id: kid.clone(), before: None, after: None },
         now,
@@ -512,7 +521,7 @@ pub fn spawn_maintenance(state: AppState) {
             if let Err(e) = super::idempotency::purge(&state.db, now).await {
                 tracing::warn!(error = %e, "idempotency purge failed");
             }
-            let old = visit::Entity::delete_many().filter(visit::Column::CreatedAt.lt(now - Duration::days(30))).exec(&state.db).await;
+            let old = visit::Entity::delete_many().filter(visit::Column::CreatedAt.lt(now - ledger::VISIT_RETENTION)).exec(&state.db).await;
             if let Err(e) = old {
                 tracing::warn!(error = %e, "visit purge failed");
             }

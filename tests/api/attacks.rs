@@ -217,6 +217,22 @@ async fn five_wrong_passwords_from_one_address_leave_the_owner_in_from_another()
 }
 
 #[tokio::test]
+async fn wrong_passwords_sent_at_once_are_checked_no_more_than_five_times() {
+    let app = spawn_app_with(|s| s.trust_proxy = true).await;
+    let (admin, _) = app.account(Role::SuperAdmin, None).await;
+    let answers = futures_util::future::join_all((0..30).map(|_| login_from(&app, A, &admin, "Wrong-password-1"))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    // Every attempt is counted before its password is checked: at most five are checked,
+    // the rest are refused (locked, or over the per-minute limit), whatever the timing.
+    assert!((1..=PER_ADDRESS.failures as usize).contains(&checked), "{statuses:?}");
+    assert!(statuses.iter().all(|s| [401, 423, 429].contains(s)), "{statuses:?}");
+    assert!(failures_row(&app, &admin, A).await.unwrap().locked_until.is_some() || checked < PER_ADDRESS.failures as usize);
+    // The owner, elsewhere, is not held up.
+    assert_eq!(login_from(&app, B, &admin, PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
 async fn lockouts_survive_a_redis_flushall() {
     if !redis_server::available() {
         return;

@@ -349,6 +349,11 @@ async fn the_master_key_rotates_while_an_instance_serves_and_the_old_key_can_the
     let (status, visit) = json(fresh.post_as("/api/v1/merchant/verify", &staff.access, &json!({"qr": qr["token"]})).await).await;
     assert_eq!(status, 200, "{visit}");
     assert_eq!(visit["card"]["card_no"], issued.card_no.as_str());
+    // The audit trail was re-keyed with everything else: K2 alone verifies all of it.
+    let operator = fresh.admin(Role::Operator).await;
+    let (_, check) = json(fresh.get_as("/api/v1/admin/audit-log/verify", &operator.access).await).await;
+    assert_eq!(check["intact"], true, "{check}");
+    assert!(check["entries"].as_u64().unwrap() > 10, "{check}");
 }
 
 /// During a rotation an older card still holds its ID-number hash under the previous key,

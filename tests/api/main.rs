@@ -7,6 +7,7 @@ mod support;
 mod admin_users;
 mod applications;
 mod attacks;
+mod audit_trail;
 mod cache_contract;
 mod cards;
 mod catalogue;

@@ -475,7 +475,7 @@ async fn a_request_whose_idempotency_claim_was_taken_over_changes_nothing() {
     let (session, benefit) = (&session, s.benefit);
     let stalled = idempotency::idempotent(state, staff.id, "fenced", &hash, zhuge_card::error::Lang::Zh, |claim| async move {
         tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-        service::redeem(state, session, &claim, visit, benefit).await
+        service::redeem(state, session, None, &claim, visit, benefit).await
     });
     let retry = async {
         tokio::time::sleep(std::time::Duration::from_millis(1300)).await;

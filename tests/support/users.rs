@@ -79,7 +79,7 @@ impl TestApp {
         let username = format!("{}.{}", role.as_str().replace('_', "-"), &Uuid::new_v4().simple().to_string()[..8]);
         let new = NewAccount { username: &username, password: PASSWORD, role, partner_id, must_change_password: false };
         let now = self.state.clock.now();
-        create(&self.state.db, &Actor::cli(), new, now).await.unwrap();
+        create(&self.state.db, &self.state.keyring, &Actor::cli(), new, now).await.unwrap();
         let tokens = self.tokens_from(self.password_login(&username, PASSWORD).await).await;
         (username, tokens)
     }
