@@ -1,6 +1,6 @@
 //! A TCP proxy between the browser and the service that can drop a connection right
 //! after the service answered a redemption, i.e. after it committed it: the browser never
-//! sees the answer, exactly as when a mobile network drops at the worst moment.
+//! gets the answer's body, as when a mobile network drops at the worst moment.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,7 +73,12 @@ async fn pipe(client: TcpStream, server: TcpStream, drops: Arc<AtomicUsize>, key
             Ok(n) => n,
         };
         if doomed.load(Ordering::SeqCst) {
-            // The service has answered (and so committed); the browser gets nothing.
+            // The service has answered (and so committed). The browser gets the head of
+            // the answer and then a closed connection: with the head in hand chromium
+            // cannot quietly resend (it does when nothing came back), so the page sees
+            // the failure and must retry by itself.
+            let head = find(&buf[..n], b"\r\n\r\n").map_or(n, |at| at + 4);
+            drop(cw.write_all(&buf[..head]).await);
             break;
         }
         if cw.write_all(&buf[..n]).await.is_err() {
