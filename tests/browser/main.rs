@@ -587,6 +587,7 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
         goto_ready(s, &format!("{base}{hash}"), ready).await;
         shoot(s, name, ready).await;
     }
+    goto_ready(s, &format!("{base}#/audit"), "#audit-verify").await;
     s.click("#audit-verify").await;
     s.wait(".alert.ok", WAIT).await;
     b.session.quit().await;

@@ -3,7 +3,7 @@
 // The language choice (not a secret) is remembered in localStorage.
 
 const zh = {
-  'app.scan': '诸葛英才卡 · 核验核销', 'app.console': '诸葛英才卡 · 管理后台', 'app.city': '南阳市人才工作领导小组办公室',
+  'app.scan': '诸葛英才卡 · 核验核销', 'brand.name': '诸葛英才卡', 'brand.scan': '核验核销', 'brand.console': '管理后台', 'app.console': '诸葛英才卡 · 管理后台', 'app.city': '南阳市人才工作领导小组办公室',
   'lang.switch': 'English', 'lang.label': '切换语言',
   'signin.title': '登录', 'signin.username': '用户名', 'signin.password': '密码', 'signin.submit': '登录',
   'signin.again': '登录已失效，请重新登录。页面上已填写的内容会保留。', 'signout': '退出登录',
@@ -59,12 +59,12 @@ const zh = {
   'pc.hospital': '医院', 'pc.school': '学校', 'pc.apartment': '人才公寓', 'pc.scenic': '景区', 'pc.transport': '交通',
   'pc.finance': '金融', 'pc.culture': '文化', 'pc.sport': '体育', 'pc.elderly_care': '养老', 'pc.service_center': '人才之家', 'pc.other': '其他',
   'role.talent': '人才', 'role.merchant_staff': '工作人员', 'role.merchant_manager': '负责人', 'role.reviewer': '审核员',
-  'role.operator': '运营管理员', 'role.super_admin': '超级管理员',
+  'role.operator': '运营管理员', 'role.super_admin': '超级管理员', 'role.cli': '命令行', 'role.system': '系统',
   'ev.issued': '发卡', 'ev.suspended': '暂停', 'ev.resumed': '恢复', 'ev.revoked': '注销', 'ev.renewed': '续期', 'ev.changed': '变更',
 };
 
 const en = {
-  'app.scan': 'Zhuge Talent Card · Scan & redeem', 'app.console': 'Zhuge Talent Card · Console', 'app.city': 'Nanyang Talent Office',
+  'app.scan': 'Zhuge Talent Card · Scan & redeem', 'brand.name': 'Zhuge Talent Card', 'brand.scan': 'Scan & redeem', 'brand.console': 'Console', 'app.console': 'Zhuge Talent Card · Console', 'app.city': 'Nanyang Talent Office',
   'lang.switch': '中文', 'lang.label': 'Switch language',
   'signin.title': 'Sign in', 'signin.username': 'Username', 'signin.password': 'Password', 'signin.submit': 'Sign in',
   'signin.again': 'Your session ended. Sign in again; what you typed on the page is kept.', 'signout': 'Sign out',
@@ -117,7 +117,7 @@ const en = {
   'pc.hospital': 'Hospital', 'pc.school': 'School', 'pc.apartment': 'Talent apartment', 'pc.scenic': 'Scenic spot', 'pc.transport': 'Transport',
   'pc.finance': 'Finance', 'pc.culture': 'Culture', 'pc.sport': 'Sport', 'pc.elderly_care': 'Elderly care', 'pc.service_center': 'Service centre', 'pc.other': 'Other',
   'role.talent': 'Talent', 'role.merchant_staff': 'Staff', 'role.merchant_manager': 'Manager', 'role.reviewer': 'Reviewer',
-  'role.operator': 'Operator', 'role.super_admin': 'Super admin',
+  'role.operator': 'Operator', 'role.super_admin': 'Super admin', 'role.cli': 'CLI', 'role.system': 'System',
   'ev.issued': 'Issued', 'ev.suspended': 'Suspended', 'ev.resumed': 'Resumed', 'ev.revoked': 'Revoked', 'ev.renewed': 'Renewed', 'ev.changed': 'Changed',
 };
 
@@ -128,7 +128,8 @@ const listeners = [];
 export function getLang() { return lang; }
 
 export function t(key, vars = {}) {
-  const s = dicts[lang][key] ?? zh[key] ?? key;
+  // An unknown enum value (a role or event the pages do not know yet) shows as sent.
+  const s = dicts[lang][key] ?? zh[key] ?? key.slice(key.indexOf('.') + 1);
   return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ''));
 }
 

@@ -15,7 +15,7 @@ onLangChange(() => render());
 document.getElementById('tools').replaceChildren(...headerTools(null).filter(Boolean));
 
 function signOutButton() {
-  return h('button', { type: 'button', class: 'btn ghost small', onclick: signOut }, t('signout'));
+  return h('button', { type: 'button', class: 'btn ghost small', id: 'signout', onclick: signOut }, t('signout'));
 }
 
 async function signOut() {
@@ -222,6 +222,7 @@ async function verify(qr) {
 function nextButton() {
   return h('button', { type: 'button', class: 'btn ghost', id: 'scan-next', onclick: () => {
     state.visit = null;
+    document.body.classList.remove('has-result');
     els.result.replaceChildren(idleCard());
     state.scanning = true;
     if (!els.stream) startCamera();
@@ -237,6 +238,7 @@ function showRefused(e) {
     h('p', { class: 'refused-label' }, t('scan.refused')),
     h('p', { class: 'refused-title' }, title), detail ? h('p', {}, detail) : null,
     nextButton()));
+  document.body.classList.add('has-result');
   els.result.scrollIntoView({ block: 'start' });
   document.getElementById('scan-next').focus({ preventScroll: true });
 }
@@ -260,7 +262,8 @@ function showVisit(v) {
     h('h2', { class: 'benefits-h' }, t('scan.benefits')),
     v.benefits.length ? list : h('p', { class: 'muted' }, t('scan.nobenefits')),
     h('div', { class: 'row end' }, nextButton())));
-  // On a phone the result is below the camera: bring it into view.
+  // On a phone the result replaces the camera view (scan.css) and comes into view.
+  document.body.classList.add('has-result');
   els.result.scrollIntoView({ block: 'start' });
   const first = list.querySelector('button:not(:disabled)');
   if (first) first.focus({ preventScroll: true });
