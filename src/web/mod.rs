@@ -92,9 +92,8 @@ fn serve(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header(("cross-origin-opener-policy", "same-origin"))
         .insert_header(("permissions-policy", "camera=(self), microphone=(), geolocation=()"))
-        // Pages change with the binary; revalidate rather than store.
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::ETAG, format!("\"{}\"", env!("CARGO_PKG_VERSION"))));
+        // Pages change with the binary; never serve a stale copy.
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
     if over_tls(req, state) {
         res.insert_header((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"));
     }

@@ -255,6 +255,24 @@ async fn scanner_reads_a_card_from_the_camera_redeems_and_refuses_the_same_qr() 
     assert!(holder.contains('*'), "the holder is masked: {holder}");
     let scan_ms: f64 = s.script("return window.zhugeScanMs", json!([])).await.as_f64().unwrap();
     println!("figure: scan decoded → benefits on screen: {scan_ms:.0} ms");
+    // What a phone downloads for the page (compressed, headers included), API calls aside.
+    let weight = s
+        .script(
+            "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+               .filter((e) => !e.name.includes('/api/')).map((e) => [e.name, e.transferSize, e.decodedBodySize])",
+            json!([]),
+        )
+        .await;
+    let files = weight.as_array().unwrap();
+    let transferred: u64 = files.iter().map(|f| f[1].as_u64().unwrap()).sum();
+    let decoded: u64 = files.iter().map(|f| f[2].as_u64().unwrap()).sum();
+    println!(
+        "figure: /scan/ first load: {} files, {:.1} KB transferred ({:.1} KB uncompressed)",
+        files.len(),
+        transferred as f64 / 1024.0,
+        decoded as f64 / 1024.0
+    );
+    assert!(transferred > 0 && transferred < 300 * 1024, "first load {transferred} bytes: {weight}");
 
     // One tap redeems the hospital's green channel.
     let button = format!("#benefits button[aria-label$='{HOSPITAL_BENEFIT}']");
@@ -545,6 +563,12 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
     shoot(s, "scan-redeemed", ".redeemed").await;
     s.click("#tab-today").await;
     shoot(s, "scan-today", "#today").await;
+    // Voiding today's redemption, with a reason.
+    s.click("#today button").await;
+    fill_dialog(s, &[("reason", "误操作，患者未就诊")]).await;
+    s.wait("#today .badge.bad", WAIT).await;
+    assert!(s.text("#today").await.contains("误操作"));
+    assert_eq!(service.remaining(&talent, HOSPITAL_BENEFIT).await.unwrap(), 6, "the void gave the use back");
     s.click("#signout").await;
     s.wait("#signin", WAIT).await;
 
@@ -578,7 +602,7 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
         ("console-card", format!("#/cards/{}", cards["items"][0]["id"].as_str().unwrap()), "ol.timeline"),
         ("console-partners", "#/partners".to_owned(), "#partners"),
         ("console-partner", format!("#/partners/{}", partners["items"][0]["id"].as_str().unwrap()), "#benefits"),
-        ("console-stats", "#/stats".to_owned(), "#stats"),
+        ("console-stats", "#/stats".to_owned(), "#csv:not(.hidden)"),
         ("console-audit", "#/audit".to_owned(), "#audit tbody tr"),
         ("console-users", "#/users".to_owned(), "#users"),
         ("console-keys", "#/keys".to_owned(), "#keys-rotate"),
@@ -590,5 +614,33 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
     goto_ready(s, &format!("{base}#/audit"), "#audit-verify").await;
     s.click("#audit-verify").await;
     s.wait(".alert.ok", WAIT).await;
+    b.session.quit().await;
+}
+
+#[tokio::test]
+async fn an_ended_session_signs_in_again_over_the_page_and_keeps_what_was_typed() {
+    let Some(tools) = tools() else { return };
+    let service = Service::start(&tools.binary).await;
+    let b = browser(&tools, None).await;
+    let s = &b.session;
+    s.goto(&format!("{}/console/#/cards", service.base)).await;
+    sign_in(s, ADMIN).await;
+    s.wait("#card-q", WAIT).await;
+    s.type_into("#card-q", "诸葛").await;
+    // The session ends behind the page's back: its refresh token is presented twice
+    // (theft detection revokes the whole session).
+    let refresh = s.script("return sessionStorage.getItem('zhuge.console.refresh')", json!([])).await;
+    for _ in 0..2 {
+        service.call(reqwest::Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    }
+    s.click("form.search button[type=submit]").await;
+    s.wait("dialog[open] #signin", WAIT).await;
+    sign_in(s, ADMIN).await;
+    s.wait("#cards tbody tr", WAIT).await;
+    let typed = s.script("return document.querySelector('#card-q').value", json!([])).await;
+    assert_eq!(typed, "诸葛", "what was typed is still there");
+    assert!(s.text("#cards").await.contains("诸*明"), "the search ran after signing in again");
+    let local = s.script("return JSON.stringify(Object.assign({}, localStorage))", json!([])).await;
+    assert!(!local.as_str().unwrap().contains("ey"), "no token in localStorage: {local}");
     b.session.quit().await;
 }

@@ -476,14 +476,14 @@ async function users() {
   const page = await api.get('/admin/users?limit=100');
   content.append(pageHead(t('nav.users'), newBtn), msg, h('section', { class: 'panel' }, table([t('signin.username'), t('users.role'), t('status'), t('actions')],
     page.items.map((a) => h('tr', {}, h('td', {}, a.username), h('td', {}, t('role.' + a.role)), h('td', {}, statusBadge('st.', a.status)),
-      h('td', { class: 'row' }, a.id === me.id ? null : [
+      h('td', {}, a.id === me.id ? null : h('div', { class: 'row' }, [
         h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${a.status === 'active' ? t('scan.disable') : t('scan.enable')} ${a.username}`, onclick: async () => {
           if (await act(() => api.patch('/admin/users/' + a.id, { status: a.status === 'active' ? 'disabled' : 'active' }), msg)) route();
         } }, a.status === 'active' ? t('scan.disable') : t('scan.enable')),
         h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('users.resetpw')} ${a.username}`, onclick: async () => {
           const data = await dialog(`${t('users.resetpw')} · ${a.username}`, [field(t('scan.initialpw'), h('input', { name: 'password', type: 'password', required: true, minlength: 10, autocomplete: 'new-password' }))]);
           if (data) await act(() => api.post(`/admin/users/${a.id}/password`, data), msg);
-        } }, t('users.resetpw'))]))), { id: 'users' })));
+        } }, t('users.resetpw'))])))), { id: 'users' })));
 }
 
 async function keys() {

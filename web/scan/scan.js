@@ -353,21 +353,20 @@ async function todayTab(body) {
       mine.push(...items.filter((r) => r.staff_id === state.me.id));
       cursor = items.length === page.items.length ? page.next_cursor : null;
     } while (cursor);
-    const rows = mine.map((r) => h('tr', {},
-      h('td', {}, fmtTime(r.created_at, false)),
-      h('td', {}, state.titles.get(r.benefit_id) || r.benefit_id.slice(0, 8)),
-      h('td', { class: 'mono' }, r.card_no),
-      h('td', {}, badge(r.status === 'completed' ? 'ok' : 'bad', t('st.' + r.status)), r.void_reason ? h('div', { class: 'muted small' }, r.void_reason) : null),
-      h('td', {}, r.status === 'completed' ? h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('scan.void')} ${r.card_no} ${fmtTime(r.created_at, false)}`,
+    const items = mine.map((r) => h('li', { class: 'today-item' },
+      h('div', { class: 'today-text' },
+        h('p', { class: 'today-title' }, state.titles.get(r.benefit_id) || r.benefit_id.slice(0, 8), ' ',
+          badge(r.status === 'completed' ? 'ok' : 'bad', t('st.' + r.status))),
+        h('p', { class: 'muted small' }, `${fmtTime(r.created_at, false)} · `, h('span', { class: 'mono' }, r.card_no)),
+        r.void_reason ? h('p', { class: 'muted small' }, `${t('reason')}：${r.void_reason}`) : null),
+      r.status === 'completed' ? h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('scan.void')} ${r.card_no} ${fmtTime(r.created_at, false)}`,
         onclick: async () => {
           const data = await reasonDialog(t('scan.void.reason'), { danger: true });
           if (!data) return;
           try { await api.post(`/merchant/redemptions/${r.id}/void`, { reason: data.reason }); main(); } catch (e) { panel.append(alertBox('error', errorText(e))); }
-        } }, t('scan.void')) : null)));
-    panel.replaceChildren(h('h1', { id: 'today-h' }, t('scan.today')), rows.length
-      ? h('div', { class: 'table-wrap' }, h('table', { id: 'today' },
-        h('thead', {}, h('tr', {}, [t('time'), t('scan.benefits'), t('scan.card'), t('status'), t('actions')].map((x) => h('th', { scope: 'col' }, x)))),
-        h('tbody', {}, rows)))
+        } }, t('scan.void')) : null));
+    panel.replaceChildren(h('h1', { id: 'today-h' }, t('scan.today')), items.length
+      ? h('ul', { class: 'today', id: 'today' }, items)
       : h('p', { class: 'muted' }, t('none')));
   } catch (e) {
     panel.replaceChildren(alertBox('error', errorText(e)));
