@@ -288,6 +288,15 @@ async fn scanner_reads_a_card_from_the_camera_redeems_and_refuses_the_same_qr() 
     assert_eq!(service.remaining(&talent, HOSPITAL_BENEFIT).await.unwrap(), before - 1);
     // The refusal is the only failed request.
     assert_clean_console(s, &["/api/v1/merchant/verify - Failed to load resource: the server responded with a status of 409"]).await;
+
+    // A USB scanner types the code into the focused field and presses Enter.
+    s.click("#scan-next").await;
+    s.click("#camera-toggle").await;
+    let (_, qr) = service.call(reqwest::Method::GET, "/me/card/qr", Some(&talent), None).await;
+    let focused = s.script("return document.activeElement && document.activeElement.id", json!([])).await;
+    assert_eq!(focused, "qr-input", "the scanner field has the focus on a desktop");
+    s.post_keys(&format!("{}\u{E007}", qr["token"].as_str().unwrap())).await;
+    s.wait("#visit", WAIT).await;
     b.session.quit().await;
 }
 

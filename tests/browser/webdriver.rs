@@ -178,6 +178,15 @@ impl Session {
         .await;
     }
 
+    /// Types into whatever has the focus, as a keyboard (or a USB scanner) would.
+    pub async fn post_keys(&self, text: &str) {
+        let keys: Vec<Value> = text
+            .chars()
+            .flat_map(|c| [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})])
+            .collect();
+        self.post("/actions", json!({"actions": [{"type": "key", "id": "scanner", "actions": keys}]})).await;
+    }
+
     pub async fn screenshot(&self, path: &Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await.unwrap();
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).unwrap();

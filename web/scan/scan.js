@@ -89,7 +89,12 @@ function main() {
 function scanTab(body) {
   els.video = els.video || h('video', { playsinline: true, muted: true, autoplay: true, 'aria-label': t('scan.camera') });
   els.video.muted = true;
-  const camBtn = h('button', { type: 'button', class: 'btn ghost small', id: 'camera-toggle', onclick: () => (els.stream ? stopCamera() : startCamera()) },
+  const camBtn = h('button', { type: 'button', class: 'btn ghost small', id: 'camera-toggle', onclick: () => {
+    if (!els.stream) return startCamera();
+    // Camera off: the desk uses a USB scanner, which types into the focused field.
+    stopCamera();
+    document.getElementById('qr-input').focus();
+  } },
     els.stream ? t('scan.stop') : t('scan.start'));
   els.camBtn = camBtn;
   els.camMsg = h('p', { class: 'muted cam-msg', 'aria-live': 'polite' }, t('scan.aim'));
