@@ -108,6 +108,7 @@ fn over_tls(req: &HttpRequest, state: &AppState) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
