@@ -2,9 +2,10 @@
 //! the release binary started as an operator starts it (`serve --demo`, configured only
 //! by documented variables). `.ci/browser.sh` builds the binary and runs these.
 //!
-//! Outside CI a missing chromium, chromedriver, ffmpeg or release binary skips with the
-//! reason printed; with `CI=true` it is a failure. `ZHUGE_BROWSER_BINARY` points at
-//! another build of the binary.
+//! They are `#[ignore]`d in the plain `cargo test` run (which has no release binary yet);
+//! `.ci/browser.sh` runs them with `--ignored`. Then a missing chromium, chromedriver,
+//! ffmpeg or release binary skips with the reason printed, or fails under `CI=true`.
+//! `ZHUGE_BROWSER_BINARY` points at another build of the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod proxy;
@@ -236,6 +237,7 @@ async fn assert_clean_console(s: &Session, allowed: &[&str]) {
 const HOSPITAL_BENEFIT: &str = "就医绿色通道";
 
 #[tokio::test]
+#[ignore = "run by .ci/browser.sh (chromium, chromedriver, ffmpeg and the release binary)"]
 async fn scanner_reads_a_card_from_the_camera_redeems_and_refuses_the_same_qr() {
     let Some(tools) = tools() else { return };
     let service = Service::start(&tools.binary).await;
@@ -301,6 +303,7 @@ async fn scanner_reads_a_card_from_the_camera_redeems_and_refuses_the_same_qr() 
 }
 
 #[tokio::test]
+#[ignore = "run by .ci/browser.sh (chromium, chromedriver, ffmpeg and the release binary)"]
 async fn a_dropped_connection_after_the_commit_does_not_double_a_redemption() {
     let Some(tools) = tools() else { return };
     let service = Service::start(&tools.binary).await;
@@ -379,6 +382,7 @@ async fn wait_hash(s: &Session, prefix: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "run by .ci/browser.sh (chromium, chromedriver, ffmpeg and the release binary)"]
 async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_scanner_refuses() {
     let Some(tools) = tools() else { return };
     let service = Service::start(&tools.binary).await;
@@ -551,6 +555,7 @@ async fn goto_ready(s: &Session, url: &str, ready: &str) {
 }
 
 #[tokio::test]
+#[ignore = "run by .ci/browser.sh (chromium, chromedriver, ffmpeg and the release binary)"]
 async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_error_free() {
     let Some(tools) = tools() else { return };
     let service = Service::start(&tools.binary).await;
@@ -627,6 +632,7 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
 }
 
 #[tokio::test]
+#[ignore = "run by .ci/browser.sh (chromium, chromedriver, ffmpeg and the release binary)"]
 async fn an_ended_session_signs_in_again_over_the_page_and_keeps_what_was_typed() {
     let Some(tools) = tools() else { return };
     let service = Service::start(&tools.binary).await;
