@@ -5,7 +5,7 @@
 const zh = {
   'app.scan': '诸葛英才卡 · 核验核销', 'brand.name': '诸葛英才卡', 'brand.scan': '核验核销', 'brand.console': '管理后台', 'app.console': '诸葛英才卡 · 管理后台', 'app.city': '南阳市人才工作领导小组办公室',
   'lang.switch': 'English', 'lang.label': '切换语言',
-  'signin.title': '登录', 'signin.username': '用户名', 'signin.password': '密码', 'signin.submit': '登录',
+  'signin.title': '登录', 'signin.wrongapp': '此账号（{role}）不能使用本页面',  'signin.username': '用户名', 'signin.password': '密码', 'signin.submit': '登录',
   'signin.again': '登录已失效，请重新登录。页面上已填写的内容会保留。', 'signout': '退出登录',
   'pw.title': '首次登录请修改初始密码', 'pw.current': '当前密码', 'pw.new': '新密码', 'pw.repeat': '再次输入新密码',
   'pw.submit': '修改密码', 'pw.mismatch': '两次输入的新密码不一致', 'pw.hint': '至少 10 个字符。',
@@ -66,7 +66,7 @@ const zh = {
 const en = {
   'app.scan': 'Zhuge Talent Card · Scan & redeem', 'brand.name': 'Zhuge Talent Card', 'brand.scan': 'Scan & redeem', 'brand.console': 'Console', 'app.console': 'Zhuge Talent Card · Console', 'app.city': 'Nanyang Talent Office',
   'lang.switch': '中文', 'lang.label': 'Switch language',
-  'signin.title': 'Sign in', 'signin.username': 'Username', 'signin.password': 'Password', 'signin.submit': 'Sign in',
+  'signin.title': 'Sign in', 'signin.wrongapp': 'This account ({role}) cannot use this page',  'signin.username': 'Username', 'signin.password': 'Password', 'signin.submit': 'Sign in',
   'signin.again': 'Your session ended. Sign in again; what you typed on the page is kept.', 'signout': 'Sign out',
   'pw.title': 'Change your initial password', 'pw.current': 'Current password', 'pw.new': 'New password', 'pw.repeat': 'Repeat new password',
   'pw.submit': 'Change password', 'pw.mismatch': 'The new passwords differ', 'pw.hint': 'At least 10 characters.',

@@ -46,7 +46,7 @@ async function start() {
     if (!ADMIN_ROLES.includes(m.role)) {
       await api.logout();
       showSignIn();
-      root.querySelector('form').prepend(alertBox('error', t('role.' + m.role) + ' ✕ /console/'));
+      root.querySelector('form').prepend(alertBox('error', t('signin.wrongapp', { role: t('role.' + m.role) })));
       return;
     }
     me = m;

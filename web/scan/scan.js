@@ -44,7 +44,7 @@ async function start() {
     if (me.role !== 'merchant_staff' && me.role !== 'merchant_manager') {
       await api.logout();
       showSignIn();
-      root.querySelector('form').prepend(alertBox('error', t('role.' + me.role) + ' ✕ /scan/'));
+      root.querySelector('form').prepend(alertBox('error', t('signin.wrongapp', { role: t('role.' + me.role) })));
       return;
     }
     state.me = me;
