@@ -461,7 +461,12 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     assert!(revealed, "the reveal is in the audit log");
     s.script("const e = document.querySelector('#approve [name=tier]'); e.value = 'C';", json!([])).await;
     s.click("#approve button[type=submit]").await;
-    wait_hash(s, "#/applications").await;
+    // Approved: the console goes back to the queue.
+    let deadline = Instant::now() + WAIT;
+    while s.script("return location.hash", json!([])).await != "#/applications" {
+        assert!(Instant::now() < deadline, "the console did not return to the queue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + WAIT;
     let card = loop {
         let (status, card) = service.call(reqwest::Method::GET, "/me/card", Some(&talent), None).await;
