@@ -645,8 +645,12 @@ async fn an_ended_session_signs_in_again_over_the_page_and_keeps_what_was_typed(
     let s = &b.session;
     s.goto(&format!("{}/console/#/cards", service.base)).await;
     sign_in(s, ADMIN).await;
-    s.wait("#card-q", WAIT).await;
-    s.type_into("#card-q", "诸葛").await;
+    s.wait("#cards tbody tr", WAIT).await;
+    // A search that finds nothing first, so that a result later proves the next one ran.
+    s.type_into("#card-q", "无此人").await;
+    s.click("form.search button[type=submit]").await;
+    s.wait("p.empty", WAIT).await;
+    s.type_into("#card-q", "诸葛明").await;
     // The session ends behind the page's back: its refresh token is presented twice
     // (theft detection revokes the whole session).
     let refresh = s.script("return sessionStorage.getItem('zhuge.console.refresh')", json!([])).await;
@@ -658,7 +662,7 @@ async fn an_ended_session_signs_in_again_over_the_page_and_keeps_what_was_typed(
     sign_in(s, ADMIN).await;
     s.wait("#cards tbody tr", WAIT).await;
     let typed = s.script("return document.querySelector('#card-q').value", json!([])).await;
-    assert_eq!(typed, "诸葛", "what was typed is still there");
+    assert_eq!(typed, "诸葛明", "what was typed is still there");
     assert!(s.text("#cards").await.contains("诸*明"), "the search ran after signing in again");
     let local = s.script("return JSON.stringify(Object.assign({}, localStorage))", json!([])).await;
     assert!(!local.as_str().unwrap().contains("ey"), "no token in localStorage: {local}");

@@ -148,9 +148,18 @@ impl Session {
         }
     }
 
+    /// Clicks `css` once it shows; the pages re-render lists, so an element found a
+    /// moment ago may be gone (stale): find it again.
     pub async fn click(&self, css: &str) {
-        let id = self.wait(css, Duration::from_secs(10)).await;
-        self.post(&format!("/element/{id}/click"), json!({})).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.wait(css, Duration::from_secs(10)).await;
+            match self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
