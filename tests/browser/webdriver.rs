@@ -74,6 +74,9 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromium runs as chromedriver's child and outlives it: a test that fails before
+        // `quit` must not leave browsers running (its children go with it).
+        drop(Command::new("pkill").args(["-TERM", "-P", &self.child.id().to_string()]).status());
         drop(self.child.kill());
         drop(self.child.wait());
     }
