@@ -23,4 +23,5 @@ pub mod state;
 pub mod system;
 pub mod telemetry;
 pub mod validate;
+pub mod web;
 pub mod wechat;

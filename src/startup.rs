@@ -171,6 +171,7 @@ impl Application {
                     }
                 })
                 .service(web::redirect("/docs", "/docs/"))
+                .configure(crate::web::configure)
                 .app_data(methods.clone())
                 .default_service(web::to(unrouted))
                 .wrap(Condition::new(!app_state.settings.cors_origins.is_empty(), cors(&app_state.settings)))

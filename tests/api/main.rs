@@ -27,4 +27,5 @@ mod redis_sessions;
 mod sessions;
 mod staff;
 mod system;
+mod web;
 mod wechat;

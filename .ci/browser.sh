@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The web clients (/console/, /scan/) in Debian's chromium through chromium-driver, against
+# the release binary. Installs what is missing, builds the release binary once, runs
+# tests/browser, prints its time. Screenshots land in target/browser-screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "browser: installing ${missing[*]}"
+  as_root apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== browser: cargo build --release --locked"
+cargo build --release --locked
+echo "== browser: cargo test --test browser"
+# One test at a time: each starts the service and a chromium or two.
+cargo test --locked --test browser -- --ignored --test-threads=1 --nocapture
+echo "browser: [$(( $(date +%s) - started )) s] web clients passed in chromium; screenshots in target/browser-screenshots/"
