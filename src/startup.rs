@@ -189,7 +189,7 @@ impl Application {
         }
         if settings.outbox_worker {
             crate::outbox::spawn(shared.clone());
-            crate::redemption::service::spawn_maintenance(shared.clone());
+            crate::redemption::retention::spawn(shared.clone());
         }
         Ok(Self { port, server: server.run(), state: shared })
     }

@@ -11,6 +11,7 @@ mod m20261129_000005_documents_in_database;
 mod m20261129_000006_card_id_search;
 mod m20261129_000007_state_checks;
 mod m20261129_000008_login_failures;
+mod m20261202_000010_statistics_rollup;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_card_id_search::Migration),
             Box::new(m20261129_000007_state_checks::Migration),
             Box::new(m20261129_000008_login_failures::Migration),
+            Box::new(m20261202_000010_statistics_rollup::Migration),
         ]
     }
 }
