@@ -28,7 +28,7 @@ use crate::error::ApiError;
 pub const FOLD_LAG: Duration = Duration::minutes(5);
 /// The longest stretch one fold transaction covers, so that catching up on a large
 /// backlog (a database that predates the rollup) is many short transactions.
-const FOLD_STEP: Duration = Duration::hours(6);
+const FOLD_STEP: Duration = Duration::days(1);
 const WATERMARK: &str = "redemptions";
 
 /// Before any redemption: the watermark of a database that was never folded.
