@@ -301,7 +301,7 @@ async fn generate(db: &DatabaseConnection, keyring: &Keyring, args: &Args) -> an
         "id, partner_id, title, description, tiers, categories, quota, period, valid_from, valid_until, status, offline_ok, created_at, updated_at",
     )
     .await?;
-    for p in 0..n_partners {
+    for (p, partner) in partners.iter().enumerate() {
         for k in 0..5 {
             let id = Uuid::now_v7();
             let period = match rng.random_range(0..100) {
@@ -319,7 +319,7 @@ async fn generate(db: &DatabaseConnection, keyring: &Keyring, args: &Args) -> an
             let t = ts(created);
             copy.row(&[
                 Some(&id.to_string()),
-                Some(&partners[p].to_string()),
+                Some(&partner.to_string()),
                 Some(&format!("权益{k}")),
                 Some("持卡人专享"),
                 Some(&tiers),
