@@ -71,6 +71,19 @@ pub struct Settings {
     /// Largest accepted JSON body in bytes.
     pub json_limit: usize,
     pub db_max_connections: u32,
+    /// Milliseconds any one SQL statement of a request may run on PostgreSQL before the
+    /// server cancels it (`statement_timeout`); also bounds a transaction left idle.
+    pub db_statement_timeout_ms: u64,
+    /// Connections of the separate pool that expensive reports (admin statistics, CSV
+    /// exports) use, so that they can never take the connections requests need.
+    pub db_report_connections: u32,
+    /// Milliseconds one statement of a report may run.
+    pub db_report_timeout_ms: u64,
+    /// Seconds between two folds of new redemptions into the daily statistics rollup.
+    pub stats_fold_secs: u64,
+    /// Days verification visits are kept (they are the record of who scanned which card
+    /// when, for audit); older ones are pruned on schedule.
+    pub visit_retention_days: i64,
     /// Seconds a SIGTERM waits for in-flight requests.
     pub shutdown_timeout_secs: u64,
     /// Seconds between SIGTERM and closing the listener, while `/readyz` already answers
@@ -147,6 +160,11 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             json_limit: 64 * 1024,
             db_max_connections: 16,
+            db_statement_timeout_ms: 5000,
+            db_report_connections: 2,
+            db_report_timeout_ms: 30_000,
+            stats_fold_secs: 60,
+            visit_retention_days: 730,
             shutdown_timeout_secs: 30,
             shutdown_delay_secs: None,
             idempotency_lease_secs: 30,
@@ -472,6 +490,15 @@ impl Settings {
             Profile::Production => LogFormat::Json,
             Profile::Dev => LogFormat::Text,
         })
+    }
+
+    /// `None` when disabled (`0`).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.db_statement_timeout_ms)).filter(|d| !d.is_zero())
+    }
+
+    pub fn report_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_report_timeout_ms.max(1))
     }
 
     pub fn redis_timeout(&self) -> Duration {

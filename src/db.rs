@@ -14,13 +14,56 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| DbErr::Custom(format!("cannot create data dir {}: {e}", settings.data_dir.display())))?;
     }
-    connect_url(&url, settings.db_max_connections).await
+    connect_url_with(&url, settings.db_max_connections, settings.statement_timeout()).await
+}
+
+/// The pool for expensive reports (see [`Settings::db_report_connections`]): on
+/// PostgreSQL a separate small pool with its own statement timeout, opened lazily; on
+/// SQLite, which has no statement timeout, `db` itself.
+pub fn report_pool(settings: &Settings, db: &DatabaseConnection) -> DatabaseConnection {
+    use sea_orm::sqlx::ConnectOptions as _;
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return db.clone();
+    }
+    let Ok(options) = settings.database_url().parse::<PgConnectOptions>() else { return db.clone() };
+    let options = with_timeouts(options.disable_statement_logging(), Some(settings.report_timeout()));
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_report_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(IDLE_TIMEOUT)
+        .connect_lazy_with(options);
+    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+}
+
+/// PostgreSQL session settings that bound what one statement, or a transaction left open
+/// between statements, can hold: the server cancels it, whatever the client is doing
+/// (a client that went away included).
+fn with_timeouts(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    timeout: Option<Duration>,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    match timeout.filter(|t| !t.is_zero()) {
+        Some(t) => {
+            let ms = t.as_millis().to_string();
+            // A transaction idle for longer than any statement may run is abandoned.
+            let idle = (t.as_millis().saturating_mul(2)).max(1000).to_string();
+            options.options([("statement_timeout", ms.as_str()), ("idle_in_transaction_session_timeout", idle.as_str())])
+        }
+        None => options,
+    }
 }
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A pool without statement timeout (migrations, tools).
 pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_url_with(url, max_connections, None).await
+}
+
+/// A pool whose PostgreSQL statements are cancelled after `statement_timeout`.
+pub async fn connect_url_with(url: &str, max_connections: u32, statement_timeout: Option<Duration>) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.connect_timeout(Duration::from_secs(5)).acquire_timeout(ACQUIRE_TIMEOUT).idle_timeout(IDLE_TIMEOUT).sqlx_logging(false);
     if url.starts_with("sqlite:") {
@@ -32,7 +75,7 @@ pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConn
                 .foreign_keys(true)
         });
     } else {
-        opts.max_connections(max_connections).min_connections(1);
+        opts.max_connections(max_connections).min_connections(1).map_sqlx_postgres_opts(move |o| with_timeouts(o, statement_timeout));
     }
     Database::connect(opts).await
 }
@@ -49,10 +92,14 @@ pub async fn connect_url(url: &str, max_connections: u32) -> Result<DatabaseConn
 /// idempotency claim before its redemption: PostgreSQL flushes the WAL in order, so that
 /// later commit makes them durable too, and if the server dies before it, nothing a client
 /// saw succeed is lost.
-pub fn pools_for_this_thread(url: &str, max_connections: u32) -> Option<(DatabaseConnection, DatabaseConnection)> {
+pub fn pools_for_this_thread(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+) -> Option<(DatabaseConnection, DatabaseConnection)> {
     use sea_orm::sqlx::ConnectOptions as _;
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let options = url.parse::<PgConnectOptions>().ok()?.disable_statement_logging();
+    let options = with_timeouts(url.parse::<PgConnectOptions>().ok()?.disable_statement_logging(), statement_timeout);
     let pool = |options: PgConnectOptions, size: u32| {
         let pool = PgPoolOptions::new()
             .max_connections(size.max(1))
@@ -63,6 +110,18 @@ pub fn pools_for_this_thread(url: &str, max_connections: u32) -> Option<(Databas
     };
     let relaxed = options.clone().options([("synchronous_commit", "off")]);
     Some((pool(options, max_connections), pool(relaxed, max_connections.div_ceil(2))))
+}
+
+/// Applies pending migrations, on PostgreSQL through a connection of their own without
+/// the statement timeout (an index on a large table may take minutes to build).
+pub async fn migrate_for(settings: &Settings, db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return migrate(db).await;
+    }
+    let own = connect_url(&settings.database_url(), 2).await?;
+    let result = migrate(&own).await;
+    drop(own.close().await);
+    result
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes instances that start
@@ -123,5 +182,22 @@ pub fn sqlstate(e: &DbErr) -> Option<String> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Whether an error says the database is too busy rather than broken: no pooled connection
+/// in time, or a statement cancelled by its timeout (SQLSTATE 57014).
+pub fn is_overload(e: &DbErr) -> bool {
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(x)) | DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x)) => {
+            match x.as_ref() {
+                sea_orm::sqlx::Error::Database(d) => d.code().is_some_and(|c| c == "57014"),
+                sea_orm::sqlx::Error::PoolTimedOut => true,
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }

@@ -418,7 +418,20 @@ macro_rules! internal_errors {
     )+};
 }
 
-internal_errors!(anyhow::Error, sea_orm::DbErr, crate::crypto::CryptoError, tokio::task::JoinError, std::io::Error, serde_json::Error);
+internal_errors!(anyhow::Error, crate::crypto::CryptoError, tokio::task::JoinError, std::io::Error, serde_json::Error);
+
+/// A database failure is ours (500), except when the database is only too busy: the pool
+/// had no connection in time, or a statement ran past its timeout. That is a 503 worth
+/// retrying, not a broken service.
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        if crate::db::is_overload(&e) {
+            ApiError::new(ErrorCode::ServiceUnavailable).retry_after(1).cause(e)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {

@@ -51,7 +51,7 @@ impl PageParams {
     }
 }
 
-fn decode<C: DeserializeOwned>(cursor: &str) -> Option<C> {
+pub fn decode<C: DeserializeOwned>(cursor: &str) -> Option<C> {
     let bytes = B64.decode(cursor).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -190,7 +190,7 @@ impl Application {
         }
         if settings.outbox_worker {
             crate::outbox::spawn(shared.clone());
-            crate::redemption::service::spawn_maintenance(shared.clone());
+            crate::redemption::retention::spawn(shared.clone());
             crate::audit::ledger::spawn_anchoring(shared.clone());
         }
         Ok(Self { port, server: server.run(), state: shared })

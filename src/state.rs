@@ -20,6 +20,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// Commits that need not wait for the disk; see [`db::pools_for_this_thread`].
     pub db_relaxed: DatabaseConnection,
+    /// Expensive reports; see [`db::report_pool`].
+    pub db_reports: DatabaseConnection,
     pub cache: Cache,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -37,7 +39,8 @@ impl AppState {
     /// Connects to the database (applying migrations) and to the cache.
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&settings).await?;
-        db::migrate(&db).await?;
+        db::migrate_for(&settings, &db).await?;
+        let db_reports = db::report_pool(&settings, &db);
         let metrics = Metrics::new(db.clone())?;
         let cache = build_cache(&settings, CacheMetrics::register(&metrics.registry)?)?;
         tracing::info!(database = db::backend_name(&db), cache = cache.backend_name(), "storage ready");
@@ -48,6 +51,7 @@ impl AppState {
         crate::audit::upgrade(&db, &keyring, clock.now()).await?;
         Ok(Self {
             db_relaxed: db.clone(),
+            db_reports,
             db,
             cache,
             settings: Arc::new(settings),
@@ -74,7 +78,9 @@ impl AppState {
     /// This state with the worker thread's own connections (see [`db::pools_for_this_thread`]).
     pub fn for_this_thread(&self, db_connections: u32) -> Self {
         let (db, db_relaxed) = match self.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => db::pools_for_this_thread(&self.settings.database_url(), db_connections),
+            sea_orm::DbBackend::Postgres => {
+                db::pools_for_this_thread(&self.settings.database_url(), db_connections, self.settings.statement_timeout())
+            }
             _ => None,
         }
         .unwrap_or_else(|| (self.db.clone(), self.db_relaxed.clone()));

@@ -15,8 +15,9 @@
 //! since the last anchor. A row deleted within [`DELAY`] of being written, before any
 //! anchor covers it, is the one change this cannot see.
 //!
-//! Visits are deleted after [`VISIT_RETENTION`] by housekeeping: windows older than that
-//! are no longer recomputed (their anchors stay, as a record of how many there were).
+//! Visits are deleted after their retention (`ZHUGE_VISIT_RETENTION_DAYS`) by housekeeping:
+//! windows older than that are no longer recomputed (their anchors stay, as a record of how
+//! many there were).
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{audit_log, redemption, visit};
@@ -33,8 +34,6 @@ use crate::db;
 /// that writes them can take (statements are bounded by the pool's and the database's
 /// timeouts), so that no row commits into a window already anchored.
 pub const DELAY: Duration = Duration::seconds(60);
-/// Visits are kept this long (see the redemption module's housekeeping).
-pub const VISIT_RETENTION: Duration = Duration::days(30);
 /// The most rows one anchor covers; a larger backlog is anchored in several windows.
 const MAX_WINDOW_ROWS: u64 = 50_000;
 const BATCH: u64 = 1000;
@@ -346,6 +345,7 @@ fn row_break(seq: Option<i64>, source: Source, id: Uuid, reason: &str) -> Break 
 pub(super) async fn check_entry<C: ConnectionTrait>(
     conn: &C,
     e: &audit_log::Model,
+    visit_retention: Duration,
     now: DateTime<Utc>,
 ) -> Result<Result<u64, Break>, DbErr> {
     match e.action.as_str() {
@@ -355,7 +355,7 @@ pub(super) async fn check_entry<C: ConnectionTrait>(
                 return Ok(Err(Break::entry(e.seq, "anchor names no window")));
             };
             // Housekeeping may have deleted some of these visits already.
-            if source == Source::Visits && anchored.first.is_some_and(|first| first < now - VISIT_RETENTION + Duration::days(1)) {
+            if source == Source::Visits && anchored.first.is_some_and(|first| first < now - visit_retention + Duration::days(1)) {
                 return Ok(Ok(0));
             }
             let (found, voided) = window(conn, source, anchored.from, anchored.until).await?;

@@ -250,11 +250,14 @@ pub struct Scope {
     pub from: Option<Checkpoint>,
     /// Stop after this many chain entries (the report says where, to continue).
     pub max_entries: u64,
+    /// How long visits are kept (`ZHUGE_VISIT_RETENTION_DAYS`): older windows of them are
+    /// not recomputed.
+    pub visit_retention: chrono::Duration,
 }
 
 impl Default for Scope {
     fn default() -> Self {
-        Self { from: None, max_entries: u64::MAX }
+        Self { from: None, max_entries: u64::MAX, visit_retention: chrono::Duration::days(730) }
     }
 }
 
@@ -298,7 +301,7 @@ pub async fn verify<C: ConnectionTrait>(conn: &C, keys: &Keyring, scope: Scope, 
             if !entry_tag_matches(keys, e) {
                 return Ok(ChainReport::Broken(Break::entry(e.seq, "entry does not match its keyed hash")));
             }
-            match ledger::check_entry(conn, e, now).await? {
+            match ledger::check_entry(conn, e, scope.visit_retention, now).await? {
                 Ok(checked) => rows += checked,
                 Err(problem) => return Ok(ChainReport::Broken(problem)),
             }

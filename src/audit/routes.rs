@@ -275,7 +275,7 @@ impl VerifyParams {
                 u64::MAX
             }
         };
-        if errors.is_empty() { Ok(Scope { from, max_entries }) } else { Err(ApiError::validation(errors)) }
+        if errors.is_empty() { Ok(Scope { from, max_entries, ..Scope::default() }) } else { Err(ApiError::validation(errors)) }
     }
 }
 
@@ -286,7 +286,7 @@ impl VerifyParams {
 #[utoipa::path(tag = "audit", params(VerifyParams), security(("bearer" = [])), responses((status = OK, body = ChainCheck), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/audit-log/verify")]
 async fn verify(state: web::Data<AppState>, _: Operator, params: web::Query<VerifyParams>) -> Result<web::Json<ChainCheck>, ApiError> {
-    let scope = params.scope()?;
+    let scope = Scope { visit_retention: chrono::Duration::days(state.settings.visit_retention_days), ..params.scope()? };
     let now = state.clock.now();
     ledger::anchor(&state.db, &state.keyring, now).await?;
     Ok(web::Json(match super::verify(&state.db, &state.keyring, scope, now).await? {

@@ -150,11 +150,49 @@ pub struct AdminStats {
     pub rows: Vec<StatRow>,
 }
 
+/// One group of completed redemptions. Only the dimensions grouped by are present.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatGroup {
+    /// Beijing date.
+    #[schema(example = "2026-11-27")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benefit_id: Option<Uuid>,
+    #[schema(example = "B")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    pub count: i64,
+}
+
+/// A page of statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsPage {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    /// The dimensions the rows are grouped by, in this order.
+    pub by: Vec<super::stats::Dimension>,
+    pub rows: Vec<StatGroup>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// First Beijing date (default: 30 days before `to`).
     pub from: Option<chrono::NaiveDate>,
-    /// Last Beijing date (default: today). At most 92 days in all.
+    /// Last Beijing date (default: today). At most 366 days in all.
     pub to: Option<chrono::NaiveDate>,
+    /// Comma-separated dimensions to group by, from `day`, `partner`, `benefit`, `tier`
+    /// (default all four); rows come in that order.
+    pub by: Option<String>,
+    /// Only this partner's redemptions.
+    pub partner_id: Option<Uuid>,
+    /// Rows per page, 1–1000 (default 500). CSV has every row, streamed.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }

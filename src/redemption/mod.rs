@@ -5,6 +5,8 @@ pub mod dto;
 pub mod idempotency;
 pub mod quota;
 pub mod render;
+pub mod retention;
 pub mod routes;
 mod scan;
 pub mod service;
+pub mod stats;

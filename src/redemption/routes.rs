@@ -6,11 +6,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::dto::{
-    AdminStats, BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery,
+    BenefitUse, MerchantStats, QrView, RedeemRequest, RedemptionFilter, RedemptionView, RevocationFeed, RevocationQuery, StatsPage,
     StatsQuery, VerifyRequest, VerifyView, VoidRequest,
 };
 use super::idempotency::{self, Outcome};
-use super::{render, service};
+use super::{render, service, stats};
 use crate::auth::{Operator, RequestMeta, Staff, SuperAdmin, Talent};
 use crate::cards::keys::{self, Jwks};
 use crate::crypto::sha256_hex;
@@ -148,7 +148,13 @@ async fn merchant_redemptions(
 #[utoipa::path(tag = "merchant", security(("bearer" = [])), responses((status = OK, body = MerchantStats)))]
 #[get("/merchant/stats")]
 async fn merchant_stats(state: web::Data<AppState>, staff: Staff) -> Result<web::Json<MerchantStats>, ApiError> {
-    Ok(web::Json(service::merchant_stats(&state, &staff).await?))
+    let partner = staff.partner_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden))?;
+    let today = stats::beijing_day(state.clock.now());
+    let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+    Ok(web::Json(MerchantStats {
+        today: stats::partner_counts(&state.db, partner, today, today).await?,
+        this_month: stats::partner_counts(&state.db, partner, first_of_month, today).await?,
+    }))
 }
 
 /// A fresh QR token for the talent's card (changes every 30 s).
@@ -224,16 +230,20 @@ async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
     Ok(web::Json(keys::jwks(&set, state.clock.now())))
 }
 
-/// Completed redemptions by day, partner, benefit and tier (operators and super admins).
-/// `Accept: text/csv` gives CSV.
+/// Completed redemptions by day, partner, benefit and tier, or any of them (operators and
+/// super admins), over at most 366 days; JSON in pages of at most 1 000 rows, or
+/// `Accept: text/csv` for every row, streamed. Answered from the daily rollup on a
+/// separate small pool; `503 service_unavailable` when that pool is busy or a report
+/// outruns its time limit.
 #[utoipa::path(
     tag = "admin cards",
     params(StatsQuery),
     security(("bearer" = [])),
     responses(
-        (status = OK, body = AdminStats, description = "JSON, or CSV with `Accept: text/csv`"),
+        (status = OK, body = StatsPage, description = "JSON, or CSV with `Accept: text/csv`"),
         (status = FORBIDDEN, description = "`forbidden`: reviewers and merchants", body = ProblemBody),
         (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
+        (status = SERVICE_UNAVAILABLE, description = "`service_unavailable`: reports are busy or this one took too long", body = ProblemBody),
     )
 )]
 #[get("/admin/stats")]
@@ -243,24 +253,119 @@ async fn admin_stats(
     req: HttpRequest,
     q: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let today = state.clock.now().with_timezone(&crate::clock::BEIJING).date_naive();
-    let to = q.to.unwrap_or(today);
-    let from = q.from.unwrap_or(to - chrono::Duration::days(29));
-    if from > to || (to - from).num_days() > 91 {
-        return Err(ApiError::validation(vec![crate::error::FieldError::new(
-            "from",
-            "range",
-            crate::error::Text::new("日期范围须在 92 天以内且开始不晚于结束", "from must not be after to, and the range at most 92 days"),
-        )]));
-    }
-    let rows = service::admin_stats(&state, from, to).await?;
+    let today = stats::beijing_day(state.clock.now());
+    let (report, limit, after) = stats_request(&q, today)?;
     let wants_csv = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
     if wants_csv {
-        let mut csv = String::from("day,partner_id,benefit_id,tier,count\n");
-        for r in &rows {
-            csv.push_str(&format!("{},{},{},{},{}\n", r.day, r.partner_id, r.benefit_id, r.tier, r.count));
-        }
-        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv));
+        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").streaming(csv_stream(state.into_inner(), report)));
     }
-    Ok(HttpResponse::Ok().json(AdminStats { from, to, rows }))
+    let mut rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), limit + 1).await?;
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.last().map(|r| crate::pagination::encode(&stats::Position::of(r)))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(StatsPage { from: report.from, to: report.to, by: report.by, rows, next_cursor }))
+}
+
+const STATS_MAX_DAYS: i64 = 366;
+const STATS_MAX_LIMIT: i64 = 1000;
+const STATS_DEFAULT_LIMIT: u64 = 500;
+
+fn stats_request(q: &StatsQuery, today: chrono::NaiveDate) -> Result<(stats::Report, u64, Option<stats::Position>), ApiError> {
+    use crate::error::{FieldError, Text};
+    let mut errors = Vec::new();
+    let to = q.to.unwrap_or(today);
+    let from = q.from.unwrap_or(to - chrono::Duration::days(29));
+    if from > to || (to - from).num_days() >= STATS_MAX_DAYS {
+        errors.push(FieldError::new(
+            "from",
+            "range",
+            Text::new("日期范围须在 366 天以内且开始不晚于结束", "from must not be after to, and the range at most 366 days"),
+        ));
+    }
+    let mut by = Vec::new();
+    match q.by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+        None => by.extend(stats::Dimension::ALL),
+        Some(list) => {
+            for name in list.split(',').map(str::trim) {
+                match stats::Dimension::parse(name) {
+                    Some(d) => by.push(d),
+                    None => {
+                        errors.push(FieldError::new(
+                            "by",
+                            "invalid",
+                            Text::new("by 只能是 day、partner、benefit、tier", "by lists day, partner, benefit or tier"),
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    by.sort();
+    by.dedup();
+    let limit = match q.limit {
+        None => STATS_DEFAULT_LIMIT,
+        Some(n) if (1..=STATS_MAX_LIMIT).contains(&n) => n.unsigned_abs(),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                "out_of_range",
+                Text::new("limit 须在 1 到 1000 之间", "limit must be between 1 and 1000"),
+            ));
+            STATS_DEFAULT_LIMIT
+        }
+    };
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match crate::pagination::decode::<stats::Position>(c) {
+            Some(p) => Some(p),
+            None => {
+                errors.push(FieldError::new("cursor", "invalid", Text::new("cursor 无效", "cursor is not valid")));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok((stats::Report { from, to, by, partner: q.partner_id }, limit, after))
+}
+
+/// Every row of a report as CSV, a page at a time: memory stays one page whatever the
+/// size, and a client that goes away stops the next page.
+fn csv_stream(
+    state: std::sync::Arc<AppState>,
+    report: stats::Report,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> {
+    const PAGE: u64 = 1000;
+    let mut header: Vec<&str> = report.by.iter().map(|d| d.column()).collect();
+    header.push("count");
+    let header = format!("{}\n", header.join(","));
+    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(web::Bytes::from(header)) });
+    let pages = futures_util::stream::try_unfold(Some(None::<stats::Position>), move |position| {
+        let (state, report) = (state.clone(), report.clone());
+        async move {
+            let Some(after) = position else { return Ok(None) };
+            let rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), PAGE).await.map_err(|e| {
+                tracing::warn!(error = %e, "statistics export stopped");
+                std::io::Error::other(e.to_string())
+            })?;
+            let next = if rows.len() as u64 == PAGE { rows.last().map(|r| Some(stats::Position::of(r))) } else { None };
+            let mut out = String::with_capacity(rows.len() * 64);
+            for r in &rows {
+                let fields = [r.day.clone(), r.partner_id.map(|p| p.to_string()), r.benefit_id.map(|b| b.to_string()), r.tier.clone()];
+                for f in fields.into_iter().flatten() {
+                    out.push_str(&f);
+                    out.push(',');
+                }
+                out.push_str(&r.count.to_string());
+                out.push('\n');
+            }
+            Ok(Some((web::Bytes::from(out), next)))
+        }
+    });
+    futures_util::StreamExt::chain(first, pages)
 }

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::dto::{BenefitCount, MerchantStats, QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
+use super::dto::{QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
 use super::idempotency::Claim;
 use super::quota;
 use super::scan::{self, NewVisit, Scan};
@@ -418,36 +418,6 @@ pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> 
     Ok(Page { items: quota::uses(&state.db, card.id, usable, now).await?, next_cursor: listed.next_cursor })
 }
 
-async fn counts(state: &AppState, partner_id: Uuid, since: DateTime<Utc>) -> Result<Vec<BenefitCount>, ApiError> {
-    let rows: Vec<(Uuid, i64)> = redemption::Entity::find()
-        .select_only()
-        .column(redemption::Column::BenefitId)
-        .column_as(redemption::Column::Id.count(), "count")
-        .filter(redemption::Column::PartnerId.eq(partner_id))
-        .filter(redemption::Column::Status.eq("completed"))
-        .filter(redemption::Column::CreatedAt.gte(since))
-        .group_by(redemption::Column::BenefitId)
-        .order_by_asc(redemption::Column::BenefitId)
-        .into_tuple()
-        .all(&state.db)
-        .await?;
-    Ok(rows.into_iter().map(|(benefit_id, count)| BenefitCount { benefit_id, count }).collect())
-}
-
-pub async fn merchant_stats(state: &AppState, staff: &SessionInfo) -> Result<MerchantStats, ApiError> {
-    let partner_id = staff_partner(staff)?;
-    let now = state.clock.now();
-    let today = now.with_timezone(&BEIJING).date_naive();
-    let midnight = |d: chrono::NaiveDate| {
-        d.and_hms_opt(0, 0, 0).and_then(|d| d.and_local_timezone(BEIJING).single()).map_or(now, |d| d.with_timezone(&Utc))
-    };
-    let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
-    Ok(MerchantStats {
-        today: counts(state, partner_id, midnight(today)).await?,
-        this_month: counts(state, partner_id, midnight(first_of_month)).await?,
-    })
-}
-
 pub async fn revocations(state: &AppState, since: i64, limit: i64) -> Result<RevocationFeed, ApiError> {
     let limit = limit.clamp(1, 1000);
     let rows = card::Entity::find()
@@ -482,50 +452,4 @@ pub async fn rotate_keys(state: &AppState, actor: &Actor) -> Result<String, ApiE
     .await?;
     txn.commit().await?;
     Ok(kid)
-}
-
-/// Completed redemptions between two Beijing dates, by day, partner, benefit and tier.
-pub async fn admin_stats(state: &AppState, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<super::dto::StatRow>, ApiError> {
-    let rows: Vec<(String, Uuid, Uuid, String, i64)> = redemption::Entity::find()
-        .select_only()
-        .column(redemption::Column::Day)
-        .column(redemption::Column::PartnerId)
-        .column(redemption::Column::BenefitId)
-        .column(redemption::Column::Tier)
-        .column_as(redemption::Column::Id.count(), "count")
-        .filter(redemption::Column::Status.eq("completed"))
-        .filter(redemption::Column::Day.gte(from.format("%Y-%m-%d").to_string()))
-        .filter(redemption::Column::Day.lte(to.format("%Y-%m-%d").to_string()))
-        .group_by(redemption::Column::Day)
-        .group_by(redemption::Column::PartnerId)
-        .group_by(redemption::Column::BenefitId)
-        .group_by(redemption::Column::Tier)
-        .order_by_asc(redemption::Column::Day)
-        .order_by_asc(redemption::Column::PartnerId)
-        .order_by_asc(redemption::Column::BenefitId)
-        .order_by_asc(redemption::Column::Tier)
-        .into_tuple()
-        .all(&state.db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(day, partner_id, benefit_id, tier, count)| super::dto::StatRow { day, partner_id, benefit_id, tier, count })
-        .collect())
-}
-
-/// Housekeeping: forgets idempotency keys after their retention and old visits.
-pub fn spawn_maintenance(state: AppState) {
-    tokio::spawn(async move {
-        loop {
-            let now = state.clock.now();
-            if let Err(e) = super::idempotency::purge(&state.db, now).await {
-                tracing::warn!(error = %e, "idempotency purge failed");
-            }
-            let old = visit::Entity::delete_many().filter(visit::Column::CreatedAt.lt(now - ledger::VISIT_RETENTION)).exec(&state.db).await;
-            if let Err(e) = old {
-                tracing::warn!(error = %e, "visit purge failed");
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
-        }
-    });
 }

@@ -24,6 +24,7 @@ mod privacy;
 mod redemption;
 mod redis_outage;
 mod redis_sessions;
+mod scale;
 mod sessions;
 mod staff;
 mod system;

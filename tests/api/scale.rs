@@ -1,0 +1,381 @@
+//! City scale (issue 15): statistics from the rollup and its unfolded tail, bounded
+//! reports, statement timeouts, and requests that keep working while the heaviest report
+//! runs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use entity::{redemption, visit};
+use rand::{Rng, SeedableRng};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use uuid::Uuid;
+use zhuge_card::auth::Role;
+use zhuge_card::clock::Clock;
+use zhuge_card::redemption::stats::{self, Dimension, Position, Report};
+
+use crate::support::binary::{Service, free_port};
+use crate::support::cards::id_number;
+use crate::support::catalog::{benefit_body, partner_body};
+use crate::support::{assert_problem, json, postgres_url, spawn_app, spawn_app_with, spawn_with_settings, test_settings};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn new_redemption(partner: Uuid, benefit: Uuid, tier: &str, created_at: DateTime<Utc>) -> redemption::ActiveModel {
+    redemption::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        card_id: Set(Uuid::new_v4()),
+        benefit_id: Set(benefit),
+        partner_id: Set(partner),
+        staff_id: Set(Uuid::new_v4()),
+        visit_id: Set(Uuid::new_v4()),
+        period_key: Set("y2026".into()),
+        tier: Set(tier.into()),
+        day: Set(stats::beijing_day(created_at).format("%Y-%m-%d").to_string()),
+        status: Set("completed".into()),
+        created_at: Set(created_at),
+        voided_at: Set(None),
+        voided_by: Set(None),
+        void_reason: Set(None),
+    }
+}
+
+/// Completed redemptions counted the slow way, by every dimension.
+async fn truth(db: &sea_orm::DatabaseConnection) -> BTreeMap<(String, Uuid, Uuid, String), i64> {
+    let mut out = BTreeMap::new();
+    for r in redemption::Entity::find().filter(redemption::Column::Status.eq("completed")).all(db).await.unwrap() {
+        *out.entry((r.day, r.partner_id, r.benefit_id, r.tier)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The report read through every page of `limit` rows.
+async fn report_all(db: &sea_orm::DatabaseConnection, report: &Report, limit: u64) -> BTreeMap<(String, Uuid, Uuid, String), i64> {
+    let mut out = BTreeMap::new();
+    let mut after: Option<Position> = None;
+    loop {
+        let rows = report.page(db, None, after.as_ref(), limit).await.unwrap();
+        for r in &rows {
+            let key = (r.day.clone().unwrap(), r.partner_id.unwrap(), r.benefit_id.unwrap(), r.tier.clone().unwrap());
+            assert!(out.insert(key, r.count).is_none(), "a group came twice across pages");
+        }
+        if (rows.len() as u64) < limit {
+            return out;
+        }
+        after = rows.last().map(Position::of);
+    }
+}
+
+#[tokio::test]
+async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_voids() {
+    let (mut settings, db) = test_settings().await;
+    // The test folds by itself.
+    settings.outbox_worker = false;
+    let start = at("2026-03-01T23:30:00+08:00");
+    let clock = Clock::manual(start);
+    let app = spawn_with_settings(settings, db, clock.clone()).await;
+    let conn = &app.state.db;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let partners: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let benefits: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let everything = Report {
+        from: start.date_naive() - chrono::Duration::days(2),
+        to: start.date_naive() + chrono::Duration::days(40),
+        by: Dimension::ALL.to_vec(),
+        partner: None,
+    };
+
+    let mut ids = Vec::new();
+    for round in 0..6 {
+        // New redemptions since the last fold (the clock moved on by an hour at least;
+        // nothing commits behind the watermark), some across Beijing midnight.
+        let now = clock.now();
+        let mut batch = Vec::new();
+        for _ in 0..60 {
+            let created = now - chrono::Duration::minutes(rng.random_range(0..50));
+            let model = new_redemption(
+                partners[rng.random_range(0..partners.len())],
+                benefits[rng.random_range(0..benefits.len())],
+                ["A", "B", "C", "D", "E"][rng.random_range(0..5)],
+                created,
+            );
+            ids.push((model.id.clone().unwrap(), created));
+            batch.push(model);
+        }
+        redemption::Entity::insert_many(batch).exec(conn).await.unwrap();
+        // Voids of redemptions old and new, folded or not (never before they were made).
+        for _ in 0..10 {
+            let (id, created) = ids[rng.random_range(0..ids.len())];
+            redemption::Entity::update_many()
+                .col_expr(redemption::Column::Status, sea_orm::sea_query::Expr::value("voided"))
+                .col_expr(redemption::Column::VoidedAt, sea_orm::sea_query::Expr::value(now.max(created)))
+                .filter(redemption::Column::Id.eq(id))
+                .filter(redemption::Column::Status.eq("completed"))
+                .exec(conn)
+                .await
+                .unwrap();
+        }
+        let expected = truth(conn).await;
+        assert_eq!(report_all(conn, &everything, 7).await, expected, "round {round}, before the fold");
+        let steps = stats::fold_once_exclusively(conn, clock.now()).await.unwrap();
+        assert!(steps >= 1, "round {round}: nothing folded");
+        assert_eq!(report_all(conn, &everything, 1000).await, expected, "round {round}, after the fold");
+        assert!(stats::watermark(conn).await.unwrap().unwrap() <= clock.now() - stats::FOLD_LAG);
+        clock.advance(chrono::Duration::hours(rng.random_range(1..30)));
+    }
+    let folded: i64 = conn
+        .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), "SELECT COUNT(*) AS n FROM redemption_daily"))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert!(folded > 0, "the rollup stayed empty");
+
+    // Coarser groupings add up to the same total; one partner is that partner's share.
+    let total: i64 = truth(conn).await.values().sum();
+    for by in [vec![Dimension::Day], vec![Dimension::Tier], vec![Dimension::Partner, Dimension::Tier], vec![]] {
+        let report = Report { by: by.clone(), ..everything.clone() };
+        let rows = report.page(conn, None, None, 1000).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), total, "{by:?}");
+    }
+    let mine = Report { partner: Some(partners[0]), ..everything.clone() };
+    let expected: i64 = truth(conn).await.iter().filter(|(k, _)| k.1 == partners[0]).map(|(_, n)| n).sum();
+    assert_eq!(report_all(conn, &mine, 5).await.values().sum::<i64>(), expected);
+}
+
+#[tokio::test]
+async fn admin_statistics_are_paged_grouped_as_asked_and_exported_as_streamed_csv() {
+    // Redemptions are backdated below, behind where a fold would have put the watermark.
+    let app = spawn_app_with(|s| s.outbox_worker = false).await;
+    let operator = app.admin(Role::Operator).await;
+    let now = Utc::now();
+    let partner = Uuid::new_v4();
+    let rows: Vec<_> = (0..30)
+        .map(|i| new_redemption(partner, Uuid::new_v4(), ["B", "C", "D"][i % 3], now - chrono::Duration::days((i % 10) as i64)))
+        .collect();
+    redemption::Entity::insert_many(rows).exec(&app.state.db).await.unwrap();
+
+    // By tier: three rows of ten.
+    let (status, body) = json(app.get_as("/api/v1/admin/stats?by=tier", &operator.access).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["by"], json!(["tier"]));
+    assert_eq!(body["rows"], json!([{"tier": "B", "count": 10}, {"tier": "C", "count": 10}, {"tier": "D", "count": 10}]));
+    assert_eq!(body["next_cursor"], json!(null));
+
+    // By day and benefit, four at a time: every group once, in order, over all pages.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/admin/stats?by=benefit,day&limit=4".to_owned();
+    loop {
+        let (status, page) = json(app.get_as(&path, &operator.access).await).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["by"], json!(["day", "benefit"]));
+        for r in page["rows"].as_array().unwrap() {
+            assert!(r.get("tier").is_none() && r.get("partner_id").is_none(), "{r}");
+            seen.push((r["day"].as_str().unwrap().to_owned(), r["benefit_id"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/admin/stats?by=benefit,day&limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), &seen), (30, &sorted));
+
+    // A year is allowed, more is not; unknown dimensions, limits and cursors are 422.
+    let today = stats::beijing_day(now);
+    let year = format!("/api/v1/admin/stats?by=day&from={}&to={today}", today - chrono::Duration::days(365));
+    assert_eq!(app.get_as(&year, &operator.access).await.status(), 200);
+    let longer = format!("/api/v1/admin/stats?from={}&to={today}", today - chrono::Duration::days(366));
+    assert_problem(app.get_as(&longer, &operator.access).await, 422, "validation_failed").await;
+    for bad in ["by=week", "limit=0", "limit=1001", "cursor=%25%25", "from=2026-02-30"] {
+        let res = app.get_as(&format!("/api/v1/admin/stats?{bad}"), &operator.access).await;
+        assert!([400, 422].contains(&res.status().as_u16()), "{bad}: {}", res.status());
+    }
+    // One partner only.
+    let (_, one) = json(app.get_as(&format!("/api/v1/admin/stats?by=partner&partner_id={partner}"), &operator.access).await).await;
+    assert_eq!(one["rows"], json!([{"partner_id": partner.to_string(), "count": 30}]));
+
+    // CSV: every row (no paging), the grouped columns only.
+    let csv =
+        app.auth(reqwest::Method::GET, "/api/v1/admin/stats?by=tier", &operator.access).header("accept", "text/csv").send().await.unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
+    assert_eq!(csv.text().await.unwrap(), "tier,count\nB,10\nC,10\nD,10\n");
+}
+
+#[tokio::test]
+async fn visits_are_kept_for_their_retention_and_idempotency_keys_for_48_hours() {
+    let (mut settings, db) = test_settings().await;
+    settings.visit_retention_days = 30;
+    settings.outbox_worker = false;
+    let now = at("2026-06-01T12:00:00Z");
+    let app = spawn_with_settings(settings, db, Clock::manual(now)).await;
+    let visit_at = |t: DateTime<Utc>| visit::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        card_id: Set(Uuid::new_v4()),
+        partner_id: Set(Uuid::new_v4()),
+        staff_id: Set(Uuid::new_v4()),
+        nonce: Set(Uuid::new_v4().simple().to_string()),
+        created_at: Set(t),
+        expires_at: Set(t + chrono::Duration::minutes(5)),
+    };
+    let old = (0..7).map(|_| visit_at(now - chrono::Duration::days(31)));
+    let young = (0..3).map(|_| visit_at(now - chrono::Duration::days(29)));
+    visit::Entity::insert_many(old.chain(young)).exec(&app.state.db).await.unwrap();
+    zhuge_card::redemption::retention::run_once(&app.state).await;
+    let left = visit::Entity::find().all(&app.state.db).await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|v| v.created_at > now - chrono::Duration::days(30)));
+    assert_eq!(zhuge_card::config::Settings::default().visit_retention_days, 730);
+}
+
+/// Fills the database with `n` redemptions over the past year at 1 000 partners, in the
+/// tail (nothing folded): the heaviest report there can be for its size.
+async fn load_redemptions(db: &sea_orm::DatabaseConnection, n: i64) {
+    db.execute_unprepared(&format!(
+        "INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at)
+         SELECT gen_random_uuid(), gen_random_uuid(),
+                ('00000000-0000-4000-8000-' || lpad((i % 5000)::text, 12, '0'))::uuid,
+                ('00000000-0000-4000-9000-' || lpad((i % 1000)::text, 12, '0'))::uuid,
+                gen_random_uuid(), gen_random_uuid(), 'y2026', substr('ABCDE', 1 + (i % 5)::int, 1),
+                to_char((now() - (i % 365) * interval '1 day') AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD'), 'completed',
+                now() - (i % 365) * interval '1 day'
+         FROM generate_series(1, {n}) AS i"
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE redemptions").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_heaviest_report_never_takes_the_connections_talents_and_merchants_need() {
+    if postgres_url().is_none() {
+        eprintln!("SKIPPED: needs TEST_DATABASE_URL (statement timeouts and the report pool are PostgreSQL's)");
+        return;
+    }
+    let app = spawn_app().await;
+    // The database's connections carry the configured statement timeout.
+    let show = |db: sea_orm::DatabaseConnection| async move {
+        let stmt = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SHOW statement_timeout");
+        db.query_one_raw(stmt).await.unwrap().unwrap().try_get::<String>("", "statement_timeout").unwrap()
+    };
+    assert_eq!(show(app.state.db.clone()).await, "5s");
+    assert_eq!(show(app.state.db_reports.clone()).await, "30s");
+
+    let operator = app.admin(Role::Operator).await;
+    let partner = app.create_partner(&operator.access, partner_body("南阳市中心医院")).await;
+    let mut body = benefit_body("专家号优先");
+    body["valid_from"] = json!("2020-01-01T00:00:00Z");
+    app.create_benefit(&operator.access, partner, body).await;
+    let staff = app.account(Role::MerchantStaff, Some(partner)).await.1;
+    let holder = app.issue_card("heavy", "张三明", &id_number(77), "C", "sci_tech").await;
+    // The service's own connections would cancel this bulk load after 5 s.
+    let loader = zhuge_card::db::connect_url(&app.state.settings.database_url(), 1).await.unwrap();
+    load_redemptions(&loader, 300_000).await;
+
+    // The real binary, configured as documented: two request connections, one for reports.
+    let port = free_port();
+    let data_dir = app.state.settings.data_dir.clone();
+    let env = [
+        ("DATABASE_URL", app.state.settings.database_url()),
+        ("ZHUGE_DATA_DIR", data_dir.display().to_string()),
+        ("ZHUGE_DB_MAX_CONNECTIONS", "2".to_owned()),
+        ("ZHUGE_DB_REPORT_CONNECTIONS", "1".to_owned()),
+        ("ZHUGE_DB_REPORT_TIMEOUT_MS", "20000".to_owned()),
+        ("ZHUGE_DB_STATEMENT_TIMEOUT_MS", "5000".to_owned()),
+        ("ZHUGE_WORKERS", "2".to_owned()),
+        ("ZHUGE_OUTBOX_WORKER", "false".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut service = Service::start(&env, port, &data_dir.join("heavy.log"));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    service.wait_ready(&client).await;
+    let base = service.base.clone();
+    let today = stats::beijing_day(Utc::now());
+    let heaviest = format!("{base}/api/v1/admin/stats?from={}&to={today}&limit=1000", today - chrono::Duration::days(365));
+
+    // Six operators ask for a year of everything at once, as JSON and as CSV.
+    let reports: Vec<_> = (0..6)
+        .map(|i| {
+            let req = client.get(&heaviest).bearer_auth(&operator.access);
+            let req = if i % 2 == 0 { req.header("accept", "text/csv") } else { req };
+            tokio::spawn(async move {
+                let res = req.send().await.unwrap();
+                let status = res.status().as_u16();
+                let body = res.bytes().await.map(|b| b.len()).unwrap_or(0);
+                (status, body)
+            })
+        })
+        .collect();
+    // Meanwhile talents and merchants go about their business.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut slowest = Duration::ZERO;
+    let mut served = 0;
+    while Instant::now() < until {
+        for (path, token) in [
+            ("/api/v1/me", &holder.talent.access),
+            ("/api/v1/me/benefits", &holder.talent.access),
+            ("/api/v1/me/redemptions", &holder.talent.access),
+            ("/api/v1/merchant/stats", &staff.access),
+            ("/api/v1/merchant/redemptions", &staff.access),
+        ] {
+            let started = Instant::now();
+            let res = client.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{path} during the report: {}", res.text().await.unwrap_or_default());
+            slowest = slowest.max(started.elapsed());
+            served += 1;
+        }
+    }
+    assert!(slowest < Duration::from_secs(1), "a request took {slowest:?} while reports ran");
+    let mut statuses = Vec::new();
+    for r in reports {
+        let (status, size) = r.await.unwrap();
+        assert!(status == 200 || status == 503, "a report answered {status}");
+        // A page is bounded: 1 000 rows of JSON.
+        if status == 200 && size > 0 {
+            assert!(size < 50 << 20, "{size} bytes");
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.contains(&200), "{statuses:?}");
+    eprintln!("heavy report: {served} requests served alongside, slowest {slowest:?}, reports {statuses:?}");
+}
+
+#[tokio::test]
+async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
+    if postgres_url().is_none() {
+        eprintln!("SKIPPED: needs TEST_DATABASE_URL (query cancellation is PostgreSQL's)");
+        return;
+    }
+    let app = spawn_app().await;
+    let slow = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SELECT pg_sleep(20) AS zhuge_slow_report");
+    let started = Instant::now();
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(300), stats::query_cancellable(&app.state.db_reports, &app.state.db, slow)).await;
+    assert!(gave_up.is_err(), "pg_sleep(20) returned");
+    let running = || async {
+        let stmt = sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%zhuge_slow_report%' AND pid <> pg_backend_pid()",
+        );
+        app.state.db.query_one_raw(stmt).await.unwrap().unwrap().try_get::<i64>("", "n").unwrap()
+    };
+    while running().await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the abandoned query kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The report pool's one connection is free again for the next report.
+    let rows =
+        Report { from: stats::beijing_day(Utc::now()), to: stats::beijing_day(Utc::now()), by: vec![Dimension::Tier], partner: None }
+            .page(&app.state.db_reports, Some(&app.state.db), None, 10)
+            .await
+            .unwrap();
+    assert!(rows.is_empty());
+}
