@@ -79,6 +79,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
         (status = CREATED, body = RedemptionView),
         (status = BAD_REQUEST, description = "`idempotency_key_required`", body = ProblemBody),
         (status = FORBIDDEN, description = "a visit or benefit of another partner", body = ProblemBody),
+        (status = NOT_FOUND, description = "`not_found`: no such visit or benefit", body = ProblemBody),
         (status = GONE, description = "`visit_expired`", body = ProblemBody),
         (status = CONFLICT, description = "`quota_exhausted`, `benefit_unavailable`, `card_suspended`, `idempotency_in_flight`", body = ProblemBody),
         (status = UNPROCESSABLE_ENTITY, description = "`idempotency_key_reused`", body = ProblemBody),
