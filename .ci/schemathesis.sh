@@ -9,19 +9,20 @@
 #     each with its reason.
 # Exits non-zero on any failure. ST_EXAMPLES (default 5) bounds the cases per operation
 # and phase, so the whole script stays within about six minutes on the 2-core machine.
+# ZHUGE_BIN runs another build of the binary (a debug one, say) instead of the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 examples=${ST_EXAMPLES:-5}
-bin=target/release/zhuge-card
+bin=${ZHUGE_BIN:-target/release/zhuge-card}
 
 need() { python3 -m pip show "$1" >/dev/null 2>&1 || python3 -m pip install -q "$2"; }
 need schemathesis 'schemathesis>=4.32,<5'
 need openapi-spec-validator 'openapi-spec-validator>=0.7'
 
 # A release build is shared with the benchmarks: reuse it unless the sources are newer.
-if [ ! -x "$bin" ] || [ -n "$(find src entity migration Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; then
+if [ -z "${ZHUGE_BIN:-}" ] && { [ ! -x "$bin" ] || [ -n "$(find src entity migration Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; }; then
   echo "st: cargo build --release --locked"
   cargo build --release --locked
 fi
@@ -62,6 +63,12 @@ for role in anonymous talent staff admin; do
       --workers 1 --seed 12 --request-timeout 20 --no-shrink \
       --report junit --report-junit-path "target/schemathesis/$role.xml" 2>&1 | tee "$work/$role.txt" | tail -n 40; then
     failed+=("$role")
+    # The failures in full (the tail above may have cut them).
+    python3 - "target/schemathesis/$role.xml" <<'EOF' || true
+import re, sys
+for name, text in re.findall(r'<testcase[^>]*name="([^"]*)"[^>]*>\s*<(?:failure|error)[^>]*>(.*?)</(?:failure|error)>', open(sys.argv[1]).read(), re.S):
+    print(f"--- {name}\n{text[:3000]}")
+EOF
   fi
   echo "st: $role took $(( $(date +%s) - role_started )) s"
 done

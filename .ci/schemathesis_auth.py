@@ -99,6 +99,8 @@ UNSTATABLE = {
 UNSTATABLE_CODES = {
     "qr_invalid": "a QR token must carry a valid Ed25519 signature",
     "unsupported_media_type": "an upload must be a PDF, JPEG or PNG by content",
+    "idempotency_key_reused": "the same Idempotency-Key with another body is 422 (SPEC §6); the fuzzer "
+    "repeats header values across cases, and which keys were used is state, not shape",
 }
 
 UNSTATABLE_OPERATION_CODES = {

@@ -77,9 +77,7 @@ fn shared_problems(operation: &mut Operation) {
         }
     }
     let parameters = operation.parameters.as_deref().unwrap_or_default();
-    let parameter_in = |place: ParameterIn| {
-        parameters.iter().any(|p| matches!(p, RefOr::T(p) if std::mem::discriminant(&p.parameter_in) == std::mem::discriminant(&place)))
-    };
+    let parameter_in = |place: ParameterIn| parameters.iter().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place));
     if parameter_in(ParameterIn::Path) {
         shared.push(("404", "`not_found`: nothing with this id (or the id is not one)".into()));
     }
