@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod classification;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod crypto;
 pub mod db;
 pub mod demo;

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::error::{ApiError, ErrorCode, FieldError, PROBLEM_JSON, ProblemBody, Text};
+use crate::error::{ApiError, ErrorCode, FieldError, ProblemBody, Text};
 use crate::state::AppState;
 use crate::{accounts, applications, audit, auth, cards, catalog, json_body, redemption, system, telemetry};
 
@@ -81,42 +81,9 @@ fn api_v1(cfg: &mut ServiceConfig) {
 /// The OpenAPI document, generated from the route table.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
-    problems_as_problem_json(&mut api);
+    crate::contract::complete(&mut api);
     api
 }
-
-/// Problems are served as `application/problem+json` (see `error.rs`); operations declare
-/// them with `body = ProblemBody`, which utoipa files under `application/json`. Every
-/// response whose body is the `Problem` schema is moved to the served type, here, once.
-fn problems_as_problem_json(api: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
-    let is_problem = |content: &RefOr<utoipa::openapi::Content>| matches!(content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/Problem"));
-    for item in api.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for response in operation.responses.responses.values_mut() {
-                let RefOr::T(response) = response else { continue };
-                if response.content.get(JSON).is_some_and(is_problem) {
-                    response.content = std::mem::take(&mut response.content)
-                        .into_iter()
-                        .map(|(kind, content)| (if kind == JSON { PROBLEM_JSON.to_owned() } else { kind }, content))
-                        .collect();
-                }
-            }
-        }
-    }
-}
-
-const JSON: &str = "application/json";
 
 /// The spec as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {

@@ -41,10 +41,12 @@ impl TryFrom<&user::Model> for AccountView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateAccount {
-    /// 3–64 characters: lower-case letters, digits, `.`, `_`, `-`.
-    #[schema(example = "reviewer.wang")]
+    /// 3–64 characters: letters, digits, `.`, `_`, `-`; stored lower-case, surrounding spaces dropped.
+    #[schema(example = "reviewer.wang", pattern = r"^\s*[A-Za-z0-9._-]{3,64}\s*$")]
     pub username: String,
-    /// The initial password; the account must change it at first sign-in.
+    /// The initial password; the account must change it at first sign-in. 10–128 characters with
+    /// at least two of letters, digits and symbols.
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
     pub role: Role,
 }
@@ -60,12 +62,15 @@ pub struct UpdateAccount {
 pub struct TalentStatusChange {
     pub status: AccountStatus,
     /// Why; recorded on the card's event and in the audit log.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct ResetPassword {
-    /// A new initial password; the account must change it at next sign-in.
+    /// A new initial password; the account must change it at next sign-in. 10–128 characters
+    /// with at least two of letters, digits and symbols.
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
 }
 

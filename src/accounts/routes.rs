@@ -21,7 +21,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 #[utoipa::path(
     tag = "admin cards",
     request_body = TalentStatusChange,
-    security(("bearer" = [])),
+    security(("bearer" = ["reviewer", "super_admin"])),
     responses((status = OK, body = AccountView), (status = NOT_FOUND, description = "no such talent", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
 #[patch("/admin/talents/{id}")]
@@ -37,9 +37,10 @@ async fn update_talent(
 
 /// List admin accounts, oldest first.
 #[utoipa::path(
+    operation_id = "list_admin_users",
     tag = "admin users",
     params(AccountFilter, PageParams),
-    security(("bearer" = [])),
+    security(("bearer" = ["super_admin"])),
     responses((status = OK, body = Page<AccountView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
 #[get("/admin/users")]
@@ -56,7 +57,7 @@ async fn list(
 #[utoipa::path(
     tag = "admin users",
     request_body = CreateAccount,
-    security(("bearer" = [])),
+    security(("bearer" = ["super_admin"])),
     responses(
         (status = CREATED, body = AccountView),
         (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
@@ -75,7 +76,7 @@ async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-#[utoipa::path(tag = "admin users", security(("bearer" = [])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin users", security(("bearer" = ["super_admin"])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/users/{id}")]
 async fn get_one(state: web::Data<AppState>, _: SuperAdmin, id: web::Path<Uuid>) -> Result<web::Json<AccountView>, ApiError> {
     Ok(web::Json(service::get_admin(&state, *id).await?))
@@ -85,7 +86,7 @@ async fn get_one(state: web::Data<AppState>, _: SuperAdmin, id: web::Path<Uuid>)
 #[utoipa::path(
     tag = "admin users",
     request_body = UpdateAccount,
-    security(("bearer" = [])),
+    security(("bearer" = ["super_admin"])),
     responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, description = "changing yourself", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/users/{id}")]
@@ -100,7 +101,7 @@ async fn update(
 }
 
 /// Disable an admin account (accounts are never deleted: the audit log refers to them).
-#[utoipa::path(tag = "admin users", security(("bearer" = [])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, body = ProblemBody)))]
+#[utoipa::path(tag = "admin users", security(("bearer" = ["super_admin"])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, body = ProblemBody)))]
 #[delete("/admin/users/{id}")]
 async fn disable(
     state: web::Data<AppState>,
@@ -113,7 +114,7 @@ async fn disable(
 }
 
 /// Set a new initial password; the account is signed out and must change it.
-#[utoipa::path(tag = "admin users", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "admin users", request_body = ResetPassword, security(("bearer" = ["super_admin"])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/users/{id}/password")]
 async fn reset_password(
     state: web::Data<AppState>,

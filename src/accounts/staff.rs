@@ -191,7 +191,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(merchant_reset);
 }
 
-#[utoipa::path(tag = "staff", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(operation_id = "admin_list_staff", tag = "staff", params(PageParams), security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/partners/{id}/staff")]
 async fn admin_list(
     state: web::Data<AppState>,
@@ -206,7 +206,7 @@ async fn admin_list(
 #[utoipa::path(
     tag = "staff",
     request_body = CreateAccount,
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "super_admin"])),
     responses((status = CREATED, body = AccountView), (status = CONFLICT, description = "`username_unavailable`: the name is in use (by whom is not said)", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody), (status = TOO_MANY_REQUESTS, description = "`too_many_requests`: too many unavailable names this hour", body = ProblemBody))
 )]
 #[post("/admin/partners/{id}/staff")]
@@ -221,7 +221,7 @@ async fn admin_create(
 }
 
 /// Change a staff member's role or status (either signs them out).
-#[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = [])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = AccountView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[patch("/admin/partners/{id}/staff/{user_id}")]
 async fn admin_update(
     state: web::Data<AppState>,
@@ -233,7 +233,7 @@ async fn admin_update(
     Ok(web::Json(update(&state, &meta.actor(&op), By::Operator, path.0, path.1, &body).await?))
 }
 
-#[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = ["operator", "super_admin"])), responses((status = NO_CONTENT), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/partners/{id}/staff/{user_id}/password")]
 async fn admin_reset(
     state: web::Data<AppState>,
@@ -247,7 +247,7 @@ async fn admin_reset(
 }
 
 /// The manager's own partner's staff.
-#[utoipa::path(tag = "staff", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(tag = "staff", params(PageParams), security(("bearer" = ["merchant_manager"])), responses((status = OK, body = Page<AccountView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/merchant/staff")]
 async fn merchant_list(
     state: web::Data<AppState>,
@@ -261,7 +261,7 @@ async fn merchant_list(
 #[utoipa::path(
     tag = "staff",
     request_body = CreateAccount,
-    security(("bearer" = [])),
+    security(("bearer" = ["merchant_manager"])),
     responses(
         (status = CREATED, body = AccountView),
         (status = CONFLICT, description = "`username_unavailable`: the name is in use (by whom is not said)", body = ProblemBody),
@@ -281,7 +281,7 @@ async fn merchant_create(
 }
 
 /// Disable or re-enable a staff member of the manager's own partner.
-#[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = [])), responses((status = OK, body = AccountView), (status = FORBIDDEN, description = "staff of another partner", body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "staff", request_body = UpdateAccount, security(("bearer" = ["merchant_manager"])), responses((status = OK, body = AccountView), (status = FORBIDDEN, description = "staff of another partner", body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
 #[patch("/merchant/staff/{user_id}")]
 async fn merchant_update(
     state: web::Data<AppState>,
@@ -294,7 +294,7 @@ async fn merchant_update(
     Ok(web::Json(update(&state, &meta.actor(&m), By::Manager, partner, *id, &body).await?))
 }
 
-#[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = [])), responses((status = NO_CONTENT), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "staff", request_body = ResetPassword, security(("bearer" = ["merchant_manager"])), responses((status = NO_CONTENT), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody)))]
 #[post("/merchant/staff/{user_id}/password")]
 async fn merchant_reset(
     state: web::Data<AppState>,

@@ -43,18 +43,19 @@ pub struct NewApplication {
     #[schema(example = "张三明")]
     pub real_name: String,
     /// 18 characters, GB 11643 check character.
-    #[schema(example = "411302199001011236")]
+    #[schema(example = "411302199001011236", pattern = r"^[1-9][0-9]{16}[0-9Xx]$")]
     pub id_number: String,
-    #[schema(example = "南阳理工学院")]
+    #[schema(example = "南阳理工学院", min_length = 1, max_length = 100, pattern = r"\S")]
     pub employer: String,
     pub category: Category,
     pub claimed_tier: Tier,
-    #[schema(example = "博士研究生")]
+    #[schema(example = "博士研究生", min_length = 1, max_length = 50, pattern = r"\S")]
     pub education: String,
-    #[schema(example = "副教授")]
+    #[schema(example = "副教授", min_length = 1, max_length = 50, pattern = r"\S")]
     pub title: String,
     /// Ids of documents uploaded with `POST /me/documents`.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub document_ids: Vec<Uuid>,
 }
 
@@ -96,11 +97,13 @@ pub struct Approve {
     pub tier: Tier,
     pub category: Category,
     /// 1–10; default 3.
+    #[schema(minimum = 1, maximum = 10)]
     pub valid_years: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Reject {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -108,6 +111,16 @@ pub struct Reject {
 #[into_params(parameter_in = Query)]
 pub struct ApplicationFilter {
     pub status: Option<ApplicationStatus>,
+}
+
+/// The body of `POST /me/documents`. It documents the request; the handler reads the
+/// multipart stream.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documents the multipart body; the handler reads the stream")]
+pub struct DocumentUpload {
+    /// PDF, JPEG or PNG (judged by content), at most 5 MiB.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::documents;
-use super::dto::{ApplicationFilter, ApplicationPii, ApplicationView, Approve, DocumentView, NewApplication, Reject};
+use super::dto::{ApplicationFilter, ApplicationPii, ApplicationView, Approve, DocumentUpload, DocumentView, NewApplication, Reject};
 use super::service;
 use crate::auth::{RequestMeta, Reviewer, Talent};
 use crate::error::{ApiError, ProblemBody};
@@ -33,7 +33,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 #[utoipa::path(
     tag = "applications",
     request_body = NewApplication,
-    security(("bearer" = [])),
+    security(("bearer" = ["talent"])),
     responses(
         (status = CREATED, body = ApplicationView),
         (status = UNPROCESSABLE_ENTITY, description = "`validation_failed` (ID number format, check character, birth date…)", body = ProblemBody),
@@ -45,7 +45,7 @@ async fn submit(state: web::Data<AppState>, talent: Talent, body: web::Json<NewA
     Ok(HttpResponse::Created().json(service::submit(&state, talent.user_id, body.into_inner()).await?))
 }
 
-#[utoipa::path(tag = "applications", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<ApplicationView>)))]
+#[utoipa::path(tag = "applications", params(PageParams), security(("bearer" = ["talent"])), responses((status = OK, body = Page<ApplicationView>)))]
 #[get("/me/applications")]
 async fn list_mine(
     state: web::Data<AppState>,
@@ -55,7 +55,7 @@ async fn list_mine(
     Ok(web::Json(service::list_mine(&state, talent.user_id, &page).await?))
 }
 
-#[utoipa::path(tag = "applications", security(("bearer" = [])), responses((status = OK, body = ApplicationView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, description = "`application_decided`", body = ProblemBody)))]
+#[utoipa::path(tag = "applications", security(("bearer" = ["talent"])), responses((status = OK, body = ApplicationView), (status = NOT_FOUND, body = ProblemBody), (status = CONFLICT, description = "`application_decided`", body = ProblemBody)))]
 #[post("/me/applications/{id}/withdraw")]
 async fn withdraw(state: web::Data<AppState>, talent: Talent, id: web::Path<Uuid>) -> Result<web::Json<ApplicationView>, ApiError> {
     Ok(web::Json(service::withdraw(&state, talent.user_id, *id).await?))
@@ -66,8 +66,8 @@ async fn withdraw(state: web::Data<AppState>, talent: Talent, id: web::Path<Uuid
 /// in all, and upload 10 times in 10 minutes.
 #[utoipa::path(
     tag = "applications",
-    request_body(content_type = "multipart/form-data", description = "A `file` part"),
-    security(("bearer" = [])),
+    request_body(content = DocumentUpload, content_type = "multipart/form-data", description = "One `file` part"),
+    security(("bearer" = ["talent"])),
     responses(
         (status = CREATED, body = DocumentView),
         (status = PAYLOAD_TOO_LARGE, body = ProblemBody),
@@ -89,14 +89,14 @@ fn file_response(doc: &DocumentView, bytes: Vec<u8>) -> HttpResponse {
 }
 
 /// Download one of the talent's own documents.
-#[utoipa::path(tag = "applications", security(("bearer" = [])), responses((status = OK, content_type = "application/octet-stream", body = Vec<u8>), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "applications", security(("bearer" = ["talent"])), responses((status = OK, description = "The document, of the type found in its content", content((Vec<u8> = "application/pdf"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/me/documents/{id}")]
 async fn my_document(state: web::Data<AppState>, talent: Talent, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let (doc, bytes) = documents::fetch(&state, *id, Some(talent.user_id)).await?;
     Ok(file_response(&doc, bytes))
 }
 
-#[utoipa::path(tag = "admin applications", params(ApplicationFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<ApplicationView>)))]
+#[utoipa::path(operation_id = "admin_list_applications", tag = "admin applications", params(ApplicationFilter, PageParams), security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = Page<ApplicationView>)))]
 #[get("/admin/applications")]
 async fn admin_list(
     state: web::Data<AppState>,
@@ -107,7 +107,7 @@ async fn admin_list(
     Ok(web::Json(service::admin_list(&state, &filter, &page).await?))
 }
 
-#[utoipa::path(tag = "admin applications", security(("bearer" = [])), responses((status = OK, body = ApplicationView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin applications", security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = ApplicationView), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/applications/{id}")]
 async fn admin_get(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>) -> Result<web::Json<ApplicationView>, ApiError> {
     Ok(web::Json(service::admin_get(&state, *id).await?))
@@ -117,7 +117,7 @@ async fn admin_get(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>)
 /// is recorded in the audit log (`application.pii_view`).
 #[utoipa::path(
     tag = "admin applications",
-    security(("bearer" = [])),
+    security(("bearer" = ["reviewer", "super_admin"])),
     responses((status = OK, body = ApplicationPii), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[get("/admin/applications/{id}/pii")]
@@ -134,7 +134,7 @@ async fn admin_pii(
 #[utoipa::path(
     tag = "admin applications",
     request_body = Approve,
-    security(("bearer" = [])),
+    security(("bearer" = ["reviewer", "super_admin"])),
     responses((status = OK, body = ApplicationView), (status = CONFLICT, description = "`application_decided` or `id_number_has_card`", body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[post("/admin/applications/{id}/approve")]
@@ -151,7 +151,7 @@ async fn approve(
 #[utoipa::path(
     tag = "admin applications",
     request_body = Reject,
-    security(("bearer" = [])),
+    security(("bearer" = ["reviewer", "super_admin"])),
     responses((status = OK, body = ApplicationView), (status = CONFLICT, description = "`application_decided`", body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[post("/admin/applications/{id}/reject")]
@@ -166,7 +166,7 @@ async fn reject(
 }
 
 /// Download a supporting document for review.
-#[utoipa::path(tag = "admin applications", security(("bearer" = [])), responses((status = OK, content_type = "application/octet-stream", body = Vec<u8>), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin applications", security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, description = "The document, of the type found in its content", content((Vec<u8> = "application/pdf"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/documents/{id}")]
 async fn admin_document(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let (doc, bytes) = documents::fetch(&state, *id, None).await?;

@@ -140,7 +140,7 @@ pub struct AuditFilter {
 }
 
 /// The audit trail, newest first: the chain, or the redemption or verification ledger.
-#[utoipa::path(tag = "audit", params(AuditFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<AuditEntry>), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(tag = "audit", params(AuditFilter, PageParams), operation_id = "list_audit_log", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = Page<AuditEntry>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/audit-log")]
 async fn list(
     state: web::Data<AppState>,
@@ -283,7 +283,7 @@ impl VerifyParams {
 /// chain (from the first entry, or from a checkpoint), every anchored window of
 /// redemptions and verifications, and the tags of rows not anchored yet. Reports the first
 /// thing that does not match.
-#[utoipa::path(tag = "audit", params(VerifyParams), security(("bearer" = [])), responses((status = OK, body = ChainCheck), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(tag = "audit", params(VerifyParams), operation_id = "verify_audit_log", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = ChainCheck), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/audit-log/verify")]
 async fn verify(state: web::Data<AppState>, _: Operator, params: web::Query<VerifyParams>) -> Result<web::Json<ChainCheck>, ApiError> {
     let scope = Scope { visit_retention: chrono::Duration::days(state.settings.visit_retention_days), ..params.scope()? };

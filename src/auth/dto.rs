@@ -10,32 +10,38 @@ use super::roles::Role;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct WechatLogin {
     /// The code from `wx.login`.
-    #[schema(example = "081aBcDe2xYz")]
+    #[schema(example = "081aBcDe2xYz", min_length = 1, max_length = 128, pattern = r"\S")]
     pub code: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PhoneCode {
     /// The code from the mini-program's phone-number button.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub code: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct PasswordLogin {
-    #[schema(example = "wolong.hospital.li")]
+    #[schema(example = "wolong.hospital.li", min_length = 1, max_length = 64, pattern = r"\S")]
     pub username: String,
-    #[schema(example = "correct horse battery 9")]
+    #[schema(example = "correct horse battery 9", min_length = 1, max_length = 128, pattern = r"\S")]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    /// Any other string is `refresh_token_invalid` (401).
+    #[schema(min_length = 1, max_length = 128)]
     pub refresh_token: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePassword {
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub current_password: String,
+    /// 10–128 characters with at least two of letters, digits and symbols, not the current one.
+    #[schema(min_length = 10, max_length = 128)]
     pub new_password: String,
 }
 

@@ -46,7 +46,7 @@ async fn wechat_login(
 #[utoipa::path(
     tag = "auth",
     request_body = PhoneCode,
-    security(("bearer" = [])),
+    security(("bearer" = ["talent"])),
     responses(
         (status = OK, body = PhoneBound),
         (status = UNPROCESSABLE_ENTITY, description = "`validation_failed` on field `code`: `invalid` (invalid or used) or `other_app` (the phone number WeChat returned is watermarked for another mini-program)", body = ProblemBody),
@@ -98,7 +98,7 @@ async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) ->
 }
 
 /// Sign out: the session is revoked at once, on every instance.
-#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = NO_CONTENT), (status = UNAUTHORIZED, body = ProblemBody)))]
+#[utoipa::path(tag = "auth", security(("bearer" = ["talent", "merchant_staff", "merchant_manager", "reviewer", "operator", "super_admin"])), responses((status = NO_CONTENT), (status = UNAUTHORIZED, body = ProblemBody)))]
 #[post("/auth/logout")]
 async fn logout(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, ApiError> {
     service::logout(&state, &session).await?;
@@ -106,7 +106,7 @@ async fn logout(state: web::Data<AppState>, session: Session) -> Result<HttpResp
 }
 
 /// The signed-in account.
-#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = OK, body = Me), (status = UNAUTHORIZED, body = ProblemBody)))]
+#[utoipa::path(tag = "auth", security(("bearer" = ["talent", "merchant_staff", "merchant_manager", "reviewer", "operator", "super_admin"])), responses((status = OK, body = Me), (status = UNAUTHORIZED, body = ProblemBody)))]
 #[get("/me")]
 async fn me(session: Session) -> web::Json<Me> {
     web::Json(service::me(&session))
@@ -117,7 +117,7 @@ async fn me(session: Session) -> web::Json<Me> {
 #[utoipa::path(
     tag = "auth",
     request_body = ChangePassword,
-    security(("bearer" = [])),
+    security(("bearer" = ["merchant_staff", "merchant_manager", "reviewer", "operator", "super_admin"])),
     responses(
         (status = NO_CONTENT),
         (status = UNPROCESSABLE_ENTITY, description = "`validation_failed`: wrong current password or a weak new one", body = ProblemBody),

@@ -138,13 +138,16 @@ pub struct CardPii {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Reason {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Renew {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
     /// Years added to the later of now and the current expiry (1–10).
+    #[schema(minimum = 1, maximum = 10)]
     pub valid_years: Option<i32>,
 }
 
@@ -152,6 +155,7 @@ pub struct Renew {
 pub struct ChangeCard {
     pub tier: Option<Tier>,
     pub category: Option<Category>,
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 

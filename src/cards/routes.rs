@@ -25,14 +25,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
 }
 
 /// The talent's own card, with their name and ID number in full.
-#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, body = OwnCardView), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
+#[utoipa::path(tag = "cards", security(("bearer" = ["talent"])), responses((status = OK, body = OwnCardView), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
 #[get("/me/card")]
 async fn my_card(state: web::Data<AppState>, talent: Talent) -> Result<web::Json<OwnCardView>, ApiError> {
     Ok(web::Json(service::own(&state, talent.user_id).await?))
 }
 
 /// Search cards by number, exact holder name, tier or status.
-#[utoipa::path(tag = "admin cards", params(CardSearch, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<CardView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", params(CardSearch, PageParams), security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = Page<CardView>), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[get("/admin/cards")]
 async fn search(
     state: web::Data<AppState>,
@@ -44,14 +44,14 @@ async fn search(
 }
 
 /// A card with its event history.
-#[utoipa::path(tag = "admin cards", security(("bearer" = [])), responses((status = OK, body = CardDetail), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = CardDetail), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/cards/{id}")]
 async fn detail(state: web::Data<AppState>, _: Reviewer, id: web::Path<Uuid>) -> Result<web::Json<CardDetail>, ApiError> {
     Ok(web::Json(service::detail(&state, *id).await?))
 }
 
 /// The holder's name and ID number in full. Every call is recorded in the audit log.
-#[utoipa::path(tag = "admin cards", security(("bearer" = [])), responses((status = OK, body = CardPii), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = CardPii), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/cards/{id}/pii")]
 async fn pii(state: web::Data<AppState>, r: Reviewer, meta: RequestMeta, id: web::Path<Uuid>) -> Result<web::Json<CardPii>, ApiError> {
     Ok(web::Json(service::pii(&state, &meta.actor(&r), *id).await?))
@@ -65,7 +65,7 @@ macro_rules! transition {
         #[utoipa::path(
             tag = "admin cards",
             request_body = Reason,
-            security(("bearer" = [])),
+            security(("bearer" = ["reviewer", "super_admin"])),
             responses(
                 (status = OK, body = CardDetail),
                 (status = CONFLICT, description = "`card_state_conflict`", body = ProblemBody),
@@ -91,7 +91,7 @@ transition!(resume, "/admin/cards/{id}/resume", Op::Resume, "Resume a suspended 
 transition!(revoke, "/admin/cards/{id}/revoke", Op::Revoke, "Revoke a card for good; its holder may apply again.");
 
 /// Extend a card's validity.
-#[utoipa::path(tag = "admin cards", request_body = Renew, security(("bearer" = [])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", request_body = Renew, security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[post("/admin/cards/{id}/renew")]
 async fn renew(
     state: web::Data<AppState>,
@@ -108,7 +108,7 @@ async fn renew(
 }
 
 /// Change a card's tier or category.
-#[utoipa::path(tag = "admin cards", request_body = ChangeCard, security(("bearer" = [])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", request_body = ChangeCard, security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = CardDetail), (status = CONFLICT, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody)))]
 #[patch("/admin/cards/{id}")]
 async fn change(
     state: web::Data<AppState>,

@@ -161,35 +161,99 @@ impl TryFrom<&benefit::Model> for BenefitView {
     }
 }
 
-/// A new partner, or (all fields optional) a change to one.
+/// A change to a partner (`PATCH`): every field optional, those given are checked as on
+/// creation. The handler of `POST` reads this type too; [`NewPartner`] documents which
+/// fields creation requires (`catalog::service` checks them).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PartnerInput {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
     pub category: Option<PartnerCategory>,
     pub district: Option<District>,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub address: Option<String>,
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub lng: Option<f64>,
+    #[schema(max_length = 32)]
     pub phone: Option<String>,
+    #[schema(max_length = 100)]
     pub opening_hours: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub status: Option<Status>,
 }
 
-/// A new benefit, or (all fields optional) a change to one.
+/// A new partner (`POST /admin/partners`): [`PartnerInput`] with the fields creation
+/// requires. It documents the request; the handler reads [`PartnerInput`].
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documents the POST body; the handler reads PartnerInput")]
+pub struct NewPartner {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    name: String,
+    category: PartnerCategory,
+    district: District,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    address: String,
+    #[schema(minimum = -90, maximum = 90)]
+    lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
+    lng: f64,
+    #[schema(max_length = 32)]
+    phone: Option<String>,
+    #[schema(max_length = 100)]
+    opening_hours: Option<String>,
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    status: Option<Status>,
+}
+
+/// A change to a benefit (`PATCH`): every field optional; the benefit as changed must
+/// still be valid. [`NewBenefit`] documents which fields creation requires.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BenefitInput {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub title: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(min_items = 1)]
     pub tiers: Option<Vec<Tier>>,
     pub categories: Option<Vec<Category>>,
-    /// Required unless `period` is `unlimited`.
+    /// Uses per period, 1–10000: required unless `period` is `unlimited`, and not allowed with it.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quota: Option<i32>,
     pub period: Option<Period>,
     pub valid_from: Option<DateTime<Utc>>,
+    /// After `valid_from`.
     pub valid_until: Option<DateTime<Utc>>,
     pub status: Option<Status>,
     pub offline_ok: Option<bool>,
+}
+
+/// A new benefit (`POST /admin/partners/{id}/benefits`): [`BenefitInput`] with the fields
+/// creation requires. It documents the request; the handler reads [`BenefitInput`].
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documents the POST body; the handler reads BenefitInput")]
+pub struct NewBenefit {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    title: String,
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    #[schema(min_items = 1)]
+    tiers: Vec<Tier>,
+    /// Empty or absent: every category.
+    categories: Option<Vec<Category>>,
+    /// Uses per period, 1–10000: required unless `period` is `unlimited`, and not allowed with it.
+    #[schema(minimum = 1, maximum = 10000)]
+    quota: Option<i32>,
+    period: Period,
+    /// Default: now.
+    valid_from: Option<DateTime<Utc>>,
+    /// After `valid_from`.
+    valid_until: Option<DateTime<Utc>>,
+    status: Option<Status>,
+    offline_ok: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -197,7 +261,8 @@ pub struct BenefitInput {
 pub struct PartnerQuery {
     pub category: Option<PartnerCategory>,
     pub district: Option<District>,
-    /// Text in the name, address or description.
+    /// Text in the name, address or description (at most 50 characters).
+    #[param(max_length = 50)]
     pub q: Option<String>,
     /// Only partners with at least one active benefit for this tier.
     pub tier: Option<Tier>,

@@ -7,7 +7,9 @@ use serde::Serialize;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::dto::{AdminPartnerQuery, BenefitInput, BenefitQuery, BenefitView, PartnerInput, PartnerQuery, PartnerView, Status};
+use super::dto::{
+    AdminPartnerQuery, BenefitInput, BenefitQuery, BenefitView, NewBenefit, NewPartner, PartnerInput, PartnerQuery, PartnerView, Status,
+};
 use super::service;
 use crate::auth::{Operator, RequestMeta};
 use crate::error::{ApiError, ProblemBody};
@@ -95,7 +97,7 @@ async fn list_benefits(
 }
 
 /// Every partner, any status (operators).
-#[utoipa::path(tag = "admin catalogue", params(AdminPartnerQuery, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<PartnerView>), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", params(AdminPartnerQuery, PageParams), security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = Page<PartnerView>), (status = FORBIDDEN, body = ProblemBody)))]
 #[get("/admin/partners")]
 async fn admin_list_partners(
     state: web::Data<AppState>,
@@ -108,8 +110,8 @@ async fn admin_list_partners(
 
 #[utoipa::path(
     tag = "admin catalogue",
-    request_body = PartnerInput,
-    security(("bearer" = [])),
+    request_body = NewPartner,
+    security(("bearer" = ["operator", "super_admin"])),
     responses((status = CREATED, body = PartnerView), (status = UNPROCESSABLE_ENTITY, body = ProblemBody), (status = FORBIDDEN, body = ProblemBody))
 )]
 #[post("/admin/partners")]
@@ -123,7 +125,7 @@ async fn admin_create_partner(
     Ok(HttpResponse::Created().json(view))
 }
 
-#[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/partners/{id}")]
 async fn admin_get_partner(state: web::Data<AppState>, _: Operator, id: web::Path<Uuid>) -> Result<web::Json<PartnerView>, ApiError> {
     Ok(web::Json(service::admin_partner(&state, *id).await?))
@@ -132,7 +134,7 @@ async fn admin_get_partner(state: web::Data<AppState>, _: Operator, id: web::Pat
 #[utoipa::path(
     tag = "admin catalogue",
     request_body = PartnerInput,
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "super_admin"])),
     responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/partners/{id}")]
@@ -147,7 +149,7 @@ async fn admin_update_partner(
 }
 
 /// Deactivate a partner: it leaves the public catalogue and keeps its history.
-#[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = PartnerView), (status = NOT_FOUND, body = ProblemBody)))]
 #[delete("/admin/partners/{id}")]
 async fn admin_deactivate_partner(
     state: web::Data<AppState>,
@@ -170,7 +172,7 @@ async fn admin_deactivate_partner(
     Ok(web::Json(service::update_partner(&state, &meta.actor(&op), *id, change).await?))
 }
 
-#[utoipa::path(tag = "admin catalogue", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<BenefitView>), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", params(PageParams), security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = Page<BenefitView>), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/partners/{id}/benefits")]
 async fn admin_list_benefits(
     state: web::Data<AppState>,
@@ -183,8 +185,8 @@ async fn admin_list_benefits(
 
 #[utoipa::path(
     tag = "admin catalogue",
-    request_body = BenefitInput,
-    security(("bearer" = [])),
+    request_body = NewBenefit,
+    security(("bearer" = ["operator", "super_admin"])),
     responses((status = CREATED, body = BenefitView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[post("/admin/partners/{id}/benefits")]
@@ -199,7 +201,7 @@ async fn admin_create_benefit(
     Ok(HttpResponse::Created().json(view))
 }
 
-#[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/admin/partners/{id}/benefits/{benefit_id}")]
 async fn admin_get_benefit(
     state: web::Data<AppState>,
@@ -212,7 +214,7 @@ async fn admin_get_benefit(
 #[utoipa::path(
     tag = "admin catalogue",
     request_body = BenefitInput,
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "super_admin"])),
     responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
 )]
 #[patch("/admin/partners/{id}/benefits/{benefit_id}")]
@@ -227,7 +229,7 @@ async fn admin_update_benefit(
 }
 
 /// Deactivate a benefit (redemptions keep referring to it).
-#[utoipa::path(tag = "admin catalogue", security(("bearer" = [])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "admin catalogue", security(("bearer" = ["operator", "super_admin"])), responses((status = OK, body = BenefitView), (status = NOT_FOUND, body = ProblemBody)))]
 #[delete("/admin/partners/{id}/benefits/{benefit_id}")]
 async fn admin_deactivate_benefit(
     state: web::Data<AppState>,

@@ -71,6 +71,7 @@ impl RedemptionView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VoidRequest {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -128,6 +129,7 @@ pub struct RevocationQuery {
     /// The last `version` seen (0 for everything).
     pub since: Option<i64>,
     /// 1–1000, default 500.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

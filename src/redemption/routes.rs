@@ -42,9 +42,10 @@ pub fn root_routes(cfg: &mut ServiceConfig) {
 /// Verify a scanned card QR. Consumes the token and opens a 5-minute visit at the staff
 /// member's partner.
 #[utoipa::path(
+    operation_id = "verify_qr",
     tag = "merchant",
     request_body = VerifyRequest,
-    security(("bearer" = [])),
+    security(("bearer" = ["merchant_staff", "merchant_manager"])),
     responses(
         (status = OK, body = VerifyView),
         (status = BAD_REQUEST, description = "`qr_invalid`: malformed, tampered, unknown key", body = ProblemBody),
@@ -77,12 +78,13 @@ fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
 #[utoipa::path(
     tag = "merchant",
     request_body = RedeemRequest,
-    params(("Idempotency-Key" = String, Header, description = "Unique per redemption attempt, ≤ 255 characters")),
-    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per redemption attempt, ≤ 255 characters", min_length = 1, max_length = 255)),
+    security(("bearer" = ["merchant_staff", "merchant_manager"])),
     responses(
         (status = CREATED, body = RedemptionView),
         (status = BAD_REQUEST, description = "`idempotency_key_required`", body = ProblemBody),
         (status = FORBIDDEN, description = "a visit or benefit of another partner", body = ProblemBody),
+        (status = NOT_FOUND, description = "`not_found`: no such visit or benefit", body = ProblemBody),
         (status = GONE, description = "`visit_expired`", body = ProblemBody),
         (status = CONFLICT, description = "`quota_exhausted`, `benefit_unavailable`, `card_suspended`, `idempotency_in_flight`", body = ProblemBody),
         (status = UNPROCESSABLE_ENTITY, description = "`idempotency_key_reused`", body = ProblemBody),
@@ -118,7 +120,7 @@ async fn redeem(
 #[utoipa::path(
     tag = "merchant",
     request_body = VoidRequest,
-    security(("bearer" = [])),
+    security(("bearer" = ["merchant_staff", "merchant_manager"])),
     responses((status = OK, body = RedemptionView), (status = CONFLICT, description = "`already_voided`, `void_window_passed`", body = ProblemBody), (status = FORBIDDEN, body = ProblemBody), (status = NOT_FOUND, body = ProblemBody))
 )]
 #[post("/merchant/redemptions/{id}/void")]
@@ -133,7 +135,7 @@ async fn void(
 }
 
 /// Your partner's redemptions, newest first.
-#[utoipa::path(tag = "merchant", params(RedemptionFilter, PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
+#[utoipa::path(tag = "merchant", params(RedemptionFilter, PageParams), security(("bearer" = ["merchant_staff", "merchant_manager"])), responses((status = OK, body = Page<RedemptionView>)))]
 #[get("/merchant/redemptions")]
 async fn merchant_redemptions(
     state: web::Data<AppState>,
@@ -145,7 +147,7 @@ async fn merchant_redemptions(
 }
 
 /// Today's and this month's redemptions at your partner, by benefit.
-#[utoipa::path(tag = "merchant", security(("bearer" = [])), responses((status = OK, body = MerchantStats)))]
+#[utoipa::path(tag = "merchant", security(("bearer" = ["merchant_staff", "merchant_manager"])), responses((status = OK, body = MerchantStats)))]
 #[get("/merchant/stats")]
 async fn merchant_stats(state: web::Data<AppState>, staff: Staff) -> Result<web::Json<MerchantStats>, ApiError> {
     let partner = staff.partner_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden))?;
@@ -158,14 +160,14 @@ async fn merchant_stats(state: web::Data<AppState>, staff: Staff) -> Result<web:
 }
 
 /// A fresh QR token for the talent's card (changes every 30 s).
-#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, body = QrView), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody), (status = CONFLICT, description = "`card_suspended`, `card_expired`", body = ProblemBody)))]
+#[utoipa::path(tag = "cards", security(("bearer" = ["talent"])), responses((status = OK, body = QrView), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody), (status = CONFLICT, description = "`card_suspended`, `card_expired`", body = ProblemBody)))]
 #[get("/me/card/qr")]
 async fn my_qr(state: web::Data<AppState>, talent: Talent) -> Result<web::Json<QrView>, ApiError> {
     Ok(web::Json(service::mint_qr(&state, talent.user_id).await?))
 }
 
 /// The QR token drawn as a PNG.
-#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, content_type = "image/png", body = Vec<u8>), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "cards", security(("bearer" = ["talent"])), responses((status = OK, content_type = "image/png", body = Vec<u8>), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/me/card/qr.png")]
 async fn my_qr_png(state: web::Data<AppState>, talent: Talent) -> Result<HttpResponse, ApiError> {
     let qr = service::mint_qr(&state, talent.user_id).await?;
@@ -173,7 +175,7 @@ async fn my_qr_png(state: web::Data<AppState>, talent: Talent) -> Result<HttpRes
 }
 
 /// The QR token drawn as SVG.
-#[utoipa::path(tag = "cards", security(("bearer" = [])), responses((status = OK, content_type = "image/svg+xml", body = String), (status = NOT_FOUND, body = ProblemBody)))]
+#[utoipa::path(tag = "cards", security(("bearer" = ["talent"])), responses((status = OK, content_type = "image/svg+xml", body = String), (status = NOT_FOUND, body = ProblemBody)))]
 #[get("/me/card/qr.svg")]
 async fn my_qr_svg(state: web::Data<AppState>, talent: Talent) -> Result<HttpResponse, ApiError> {
     let qr = service::mint_qr(&state, talent.user_id).await?;
@@ -181,7 +183,7 @@ async fn my_qr_svg(state: web::Data<AppState>, talent: Talent) -> Result<HttpRes
 }
 
 /// Every benefit the talent's card may use now, with remaining uses and next reset.
-#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<BenefitUse>), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
+#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = ["talent"])), responses((status = OK, body = Page<BenefitUse>), (status = NOT_FOUND, description = "`no_card`", body = ProblemBody)))]
 #[get("/me/benefits")]
 async fn my_benefits(
     state: web::Data<AppState>,
@@ -192,7 +194,7 @@ async fn my_benefits(
 }
 
 /// The talent's redemptions, newest first.
-#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = [])), responses((status = OK, body = Page<RedemptionView>)))]
+#[utoipa::path(tag = "cards", params(PageParams), security(("bearer" = ["talent"])), responses((status = OK, body = Page<RedemptionView>)))]
 #[get("/me/redemptions")]
 async fn my_redemptions(
     state: web::Data<AppState>,
@@ -206,7 +208,15 @@ async fn my_redemptions(
 #[utoipa::path(tag = "catalogue", params(RevocationQuery), responses((status = OK, body = RevocationFeed)))]
 #[get("/cards/revocations")]
 async fn revocations(state: web::Data<AppState>, q: web::Query<RevocationQuery>) -> Result<web::Json<RevocationFeed>, ApiError> {
-    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), q.limit.unwrap_or(500)).await?))
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "limit",
+            "out_of_range",
+            crate::error::Text::new("limit 须在 1 到 1000 之间", "limit must be between 1 and 1000"),
+        )]));
+    }
+    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), limit).await?))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -215,7 +225,7 @@ struct Rotated {
 }
 
 /// Rotate the QR signing key. The old key stays published until its tokens have expired.
-#[utoipa::path(tag = "admin cards", security(("bearer" = [])), responses((status = OK, body = Rotated), (status = FORBIDDEN, body = ProblemBody)))]
+#[utoipa::path(tag = "admin cards", security(("bearer" = ["super_admin"])), responses((status = OK, body = Rotated), (status = FORBIDDEN, body = ProblemBody)))]
 #[post("/admin/keys/rotate")]
 async fn rotate_keys(state: web::Data<AppState>, admin: SuperAdmin, meta: RequestMeta) -> Result<HttpResponse, ApiError> {
     let kid = service::rotate_keys(&state, &meta.actor(&admin)).await?;
@@ -238,9 +248,9 @@ async fn jwks(state: web::Data<AppState>) -> Result<web::Json<Jwks>, ApiError> {
 #[utoipa::path(
     tag = "admin cards",
     params(StatsQuery),
-    security(("bearer" = [])),
+    security(("bearer" = ["operator", "super_admin"])),
     responses(
-        (status = OK, body = StatsPage, description = "JSON, or CSV with `Accept: text/csv`"),
+        (status = OK, description = "JSON, or CSV with `Accept: text/csv`", content((StatsPage = "application/json"), (String = "text/csv"))),
         (status = FORBIDDEN, description = "`forbidden`: reviewers and merchants", body = ProblemBody),
         (status = UNPROCESSABLE_ENTITY, body = ProblemBody),
         (status = SERVICE_UNAVAILABLE, description = "`service_unavailable`: reports are busy or this one took too long", body = ProblemBody),
