@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::{CacheError, ClusterHealth};
 use crate::db;
 use crate::state::AppState;
 
@@ -24,7 +25,44 @@ pub struct Readiness {
     #[schema(example = "ready")]
     pub status: &'static str,
     pub database: Dependency,
-    pub cache: Dependency,
+    pub cache: CacheReadiness,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CacheReadiness {
+    /// `memory` or `redis`.
+    #[schema(example = "redis")]
+    pub backend: &'static str,
+    /// `up` or `down`. A cluster is `up` when every master answers.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    /// The circuit breaker around Redis: `closed` (Redis is used) or `open` (after a few
+    /// failures in a row Redis is not asked; a background probe closes it when Redis answers).
+    #[schema(example = "closed")]
+    pub circuit: &'static str,
+    /// Present when the cache is a Redis Cluster (several seed URLs in `REDIS_URL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClusterReadiness {
+    /// `ok` when every master answers and reports `cluster_state:ok`; `fail` otherwise;
+    /// `unknown` when the masters could not be asked.
+    #[schema(example = "ok")]
+    pub state: String,
+    /// Masters serving slots, as the cluster counts them (`cluster_size`).
+    #[schema(example = 3)]
+    pub size: u32,
+    /// Masters that answered `CLUSTER INFO`.
+    #[schema(example = 3)]
+    pub masters_answering: usize,
+    /// Hash slots served, the lowest any master reports (16384 when whole).
+    #[schema(example = 16384)]
+    pub slots_ok: u32,
+    /// Nodes the cluster knows of.
+    #[schema(example = 3)]
+    pub known_nodes: u32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,8 +97,11 @@ async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db_up, cache_up) =
-        tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),);
+    let (db_up, cache_up, cluster) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.cache.cluster_health()),
+    );
     let db_up = matches!(db_up, Ok(Ok(())));
     let cache_up = matches!(cache_up, Ok(Ok(())));
     let up = |ok: bool| if ok { "up" } else { "down" };
@@ -75,9 +116,33 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "unavailable"
         },
         database: Dependency { backend: db::backend_name(&state.db), status: up(db_up) },
-        cache: Dependency { backend: state.cache.backend_name(), status: up(cache_up) },
+        cache: CacheReadiness {
+            backend: state.cache.backend_name(),
+            status: up(cache_up),
+            circuit: if state.cache.circuit_open() { "open" } else { "closed" },
+            cluster: cluster_readiness(state.cache.is_cluster(), cluster),
+        },
     };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+fn cluster_readiness(
+    is_cluster: bool,
+    health: Result<Option<Result<ClusterHealth, CacheError>>, tokio::time::error::Elapsed>,
+) -> Option<ClusterReadiness> {
+    if !is_cluster {
+        return None;
+    }
+    Some(match health {
+        Ok(Some(Ok(h))) => ClusterReadiness {
+            state: h.state,
+            size: h.size,
+            masters_answering: h.masters_answering,
+            slots_ok: h.slots_ok,
+            known_nodes: h.known_nodes,
+        },
+        _ => ClusterReadiness { state: "unknown".to_owned(), size: 0, masters_answering: 0, slots_ok: 0, known_nodes: 0 },
+    })
 }
 
 /// Prometheus metrics: requests by route and status, latency, database pool, cache.
