@@ -11,6 +11,8 @@ use crate::db;
 use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/readyz` waits for Redis (or the cluster's own report) before saying `down`.
+const CACHE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -97,13 +99,21 @@ async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db_up, cache_up, cluster) = tokio::join!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, state.cache.cluster_health()),
-    );
+    // The cache is only reported, so it must not make the answer slow: a load balancer
+    // whose check times out takes every instance out while Redis hangs. With the breaker
+    // open Redis is not asked at all.
+    let cache = async {
+        if state.cache.circuit_open() {
+            return None;
+        }
+        tokio::time::timeout(CACHE_PROBE_TIMEOUT, async { tokio::join!(state.cache.ping(), state.cache.cluster_health()) }).await.ok()
+    };
+    let (db_up, cache) = tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), cache);
     let db_up = matches!(db_up, Ok(Ok(())));
-    let cache_up = matches!(cache_up, Ok(Ok(())));
+    let (cache_up, cluster) = match cache {
+        Some((ping, cluster)) => (ping.is_ok(), cluster),
+        None => (false, None),
+    };
     let up = |ok: bool| if ok { "up" } else { "down" };
     let draining = state.is_draining();
     let ready = db_up && !draining;
@@ -126,15 +136,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-fn cluster_readiness(
-    is_cluster: bool,
-    health: Result<Option<Result<ClusterHealth, CacheError>>, tokio::time::error::Elapsed>,
-) -> Option<ClusterReadiness> {
+fn cluster_readiness(is_cluster: bool, health: Option<Result<ClusterHealth, CacheError>>) -> Option<ClusterReadiness> {
     if !is_cluster {
         return None;
     }
     Some(match health {
-        Ok(Some(Ok(h))) => ClusterReadiness {
+        Some(Ok(h)) => ClusterReadiness {
             state: h.state,
             size: h.size,
             masters_answering: h.masters_answering,

@@ -88,7 +88,10 @@ async fn a_hung_redis_costs_a_few_slow_requests_and_no_failure() {
     // Bob signs out through B while Redis hangs: A refuses him at once.
     assert_eq!(b.auth(reqwest::Method::POST, "/api/v1/auth/logout", &bob.access).send().await.unwrap().status(), 204);
     assert_problem(a.get_as("/api/v1/me", &bob.access).await, 401, "session_revoked").await;
+    // /readyz stays fast: a load balancer whose check times out would take the instance out.
+    let asked = Instant::now();
     let (status, ready) = json(a.get("/readyz").await).await;
+    assert!(asked.elapsed() < Duration::from_millis(300), "/readyz took {:?} while Redis hangs", asked.elapsed());
     assert_eq!(status, 200, "{ready}");
     assert_eq!((ready["cache"]["status"].as_str(), ready["cache"]["circuit"].as_str()), (Some("down"), Some("open")), "{ready}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
