@@ -379,9 +379,9 @@ async fn run(api: &Api) -> anyhow::Result<()> {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if rate > 0 {
+                    if let Some(micros) = (n * 1_000_000).checked_div(rate) {
                         // Paced: cycle n starts at n / rate seconds.
-                        let due = start + Duration::from_micros(n * 1_000_000 / rate);
+                        let due = start + Duration::from_micros(micros);
                         tokio::time::sleep_until(due.into()).await;
                         if stop.load(Ordering::Relaxed) {
                             break;

@@ -37,7 +37,7 @@ return 1
 #[derive(Clone)]
 enum Conn {
     Standalone { conn: ConnectionManager, client: redis::Client },
-    Cluster { conn: ClusterConnection, client: ClusterClient },
+    Cluster { conn: ClusterConnection, client: Box<ClusterClient> },
 }
 
 #[derive(Clone)]
@@ -100,7 +100,7 @@ impl RedisCache {
                     .min_retry_wait(10)
                     .max_retry_wait(100)
                     .build()?;
-                Conn::Cluster { conn: cluster_connection(&client, timeout), client }
+                Conn::Cluster { conn: cluster_connection(&client, timeout), client: Box::new(client) }
             }
             None => {
                 let client = redis::Client::open(url.trim())?;
