@@ -210,7 +210,7 @@ async fn setup(api: &Api, state_file: &str) -> anyhow::Result<()> {
             .await?;
         let partner: Uuid = partner["id"].as_str().context("partner id")?.parse()?;
         let mut benefits = Vec::new();
-        for (title, quota, period) in [("专家号优先", json!(3), "day"), ("体检折扣", json!(50), "year")] {
+        for (title, quota, period) in [("专家号优先", json!(3), "day"), ("体检折扣", json!(100_000), "year")] {
             let b = api
                 .ok(
                     Method::POST,
@@ -295,7 +295,8 @@ async fn desk_cycle(api: &Api, tally: &Tally, start: Instant, talent: &Session, 
         }
     }
     let Some(visit) = visit else { return Ok(()) };
-    let benefit = desk.benefits[usize::try_from(n).unwrap_or(0) % desk.benefits.len()];
+    // n / 4, not n: the desk is n % 4, so n % 2 would tie each desk to one benefit.
+    let benefit = desk.benefits[usize::try_from(n / 4).unwrap_or(0) % desk.benefits.len()];
     let key = Uuid::new_v4().to_string();
     let body = json!({"visit_id": visit["visit_id"], "benefit_id": benefit});
     let began = Instant::now();
