@@ -84,8 +84,14 @@ pub async fn load(state: &AppState, session_id: Uuid) -> Result<Option<SessionIn
         None => (Cached::Revoked, REVOKED_TTL),
     };
     if let Ok(bytes) = serde_json::to_vec(&cached.0) {
-        // Best effort: without the cache the next request asks the database again.
-        drop(state.cache.set(&key(session_id), &bytes, cached.1).await);
+        // Best effort: without the cache the next request asks the database again. "Live"
+        // never overwrites a tombstone: this request may have read the database just before
+        // a revocation whose tombstone is already in Redis (or reached a hung Redis first).
+        let stored = match (&cached.0, serde_json::to_vec(&Cached::Revoked)) {
+            (Cached::Live(_), Ok(tombstone)) => state.cache.set_unless(&key(session_id), &bytes, &tombstone, cached.1).await.map(drop),
+            _ => state.cache.set(&key(session_id), &bytes, cached.1).await,
+        };
+        drop(stored);
     }
     Ok(info)
 }
@@ -197,12 +203,14 @@ pub enum Revoke {
 pub async fn forget(cache: &Cache, sessions: &[Uuid]) {
     let Ok(tombstone) = serde_json::to_vec(&Cached::Revoked) else { return };
     for &id in sessions {
-        if cache.set(&key(id), &tombstone, REVOKED_TTL).await.is_err() {
+        // Past the circuit breaker: this instance may have given up on Redis while the
+        // other instances still read it.
+        if cache.set_even_if_open(&key(id), &tombstone, REVOKED_TTL).await.is_err() {
             let (cache, tombstone) = (cache.clone(), tombstone.clone());
             tokio::spawn(async move {
                 for _ in 0..LIVE_TTL.as_secs() {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    if cache.set(&key(id), &tombstone, REVOKED_TTL).await.is_ok() {
+                    if cache.set_even_if_open(&key(id), &tombstone, REVOKED_TTL).await.is_ok() {
                         break;
                     }
                 }

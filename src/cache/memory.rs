@@ -59,6 +59,17 @@ impl MemoryCache {
         })
     }
 
+    pub fn set_unless(&self, key: &str, value: &[u8], unless: &[u8], ttl: Duration) -> bool {
+        self.with_map(|map, now| {
+            if map.get(key).is_some_and(|e| e.expires_at > now && e.value == unless) {
+                return false;
+            }
+            map.insert(key.to_owned(), Entry { value: value.to_vec(), expires_at: now + ttl });
+            self.wrote(map, now);
+            true
+        })
+    }
+
     pub fn incr(&self, key: &str, ttl: Duration) -> i64 {
         self.with_map(|map, now| {
             let count = match map.get_mut(key) {

@@ -1,25 +1,31 @@
-//! The shared key-value store behind sessions, rate limits, QR nonces and cached lists.
+//! The shared key-value store behind sessions, rate limits and cached lists.
 //!
 //! Two backends answer the same contract: Redis for production (shared by every instance)
 //! and an in-process map for the embedded default. Redis is only ever a cache (SPEC §5):
 //! every caller must treat [`CacheError`] as "unknown" and fall back to the database or to
 //! [`Cache::local`], never as a reason to fail the request.
 
+mod breaker;
 mod memory;
 mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use self::breaker::Breaker;
+pub use self::breaker::{PROBE_EVERY, TRIP_AFTER};
 pub use self::memory::MemoryCache;
-pub use self::redis::RedisCache;
+pub use self::redis::{ClusterHealth, RedisCache};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The circuit breaker is open: Redis was not asked (see [`breaker`]).
+    #[error("redis not asked: circuit breaker open")]
+    CircuitOpen,
 }
 
 #[derive(Clone)]
@@ -29,7 +35,7 @@ pub enum CacheError {
 )]
 enum Backend {
     Memory(Arc<MemoryCache>),
-    Redis(RedisCache),
+    Redis(RedisCache, Arc<Breaker>),
 }
 
 /// A handle to the store; cheap to clone.
@@ -46,6 +52,8 @@ pub struct CacheMetrics {
     hits: IntCounter,
     misses: IntCounter,
     errors: IntCounterVec,
+    circuit_trips: IntCounter,
+    circuit_open: IntGauge,
 }
 
 impl CacheMetrics {
@@ -55,8 +63,12 @@ impl CacheMetrics {
         let errors = IntCounterVec::new(Opts::new("cache_errors_total", "Cache operations that failed"), &["backend"])?;
         registry.register(Box::new(hits.clone()))?;
         registry.register(Box::new(misses.clone()))?;
+        let circuit_trips = IntCounter::new("cache_circuit_trips_total", "Times the circuit breaker around Redis opened")?;
+        let circuit_open = IntGauge::new("cache_circuit_open", "1 while the circuit breaker around Redis is open")?;
         registry.register(Box::new(errors.clone()))?;
-        Ok(Self { hits, misses, errors })
+        registry.register(Box::new(circuit_trips.clone()))?;
+        registry.register(Box::new(circuit_open.clone()))?;
+        Ok(Self { hits, misses, errors, circuit_trips, circuit_open })
     }
 
     /// Metrics that go nowhere, for tools and unit tests.
@@ -71,18 +83,19 @@ impl Cache {
     }
 
     pub fn redis(redis: RedisCache, metrics: CacheMetrics) -> Self {
-        Self { backend: Backend::Redis(redis), local: Arc::new(MemoryCache::new()), metrics }
+        let breaker = Breaker::new(metrics.circuit_trips.clone(), metrics.circuit_open.clone());
+        Self { backend: Backend::Redis(redis, breaker), local: Arc::new(MemoryCache::new()), metrics }
     }
 
     /// A handle for an HTTP worker thread (see [`RedisCache::for_this_thread`]); the
     /// in-process stores stay shared by the whole instance.
     pub fn for_this_thread(&self) -> Self {
         let backend = match &self.backend {
-            Backend::Redis(r) => match r.for_this_thread() {
-                Ok(own) => Backend::Redis(own),
+            Backend::Redis(r, breaker) => match r.for_this_thread() {
+                Ok(own) => Backend::Redis(own, breaker.clone()),
                 Err(e) => {
                     tracing::warn!(error = %e, "no per-worker Redis connection; sharing the instance's");
-                    Backend::Redis(r.clone())
+                    Backend::Redis(r.clone(), breaker.clone())
                 }
             },
             Backend::Memory(m) => Backend::Memory(m.clone()),
@@ -93,8 +106,51 @@ impl Cache {
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Memory(_) => "memory",
-            Backend::Redis(_) => "redis",
+            Backend::Redis(..) => "redis",
         }
+    }
+
+    /// Whether the shared store is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(&self.backend, Backend::Redis(r, _) if r.is_cluster())
+    }
+
+    /// Whether the circuit breaker around Redis is open (always false in-process).
+    pub fn circuit_open(&self) -> bool {
+        matches!(&self.backend, Backend::Redis(_, b) if b.is_open())
+    }
+
+    /// Runs one Redis operation through the breaker: not at all while it is open, and
+    /// counting the outcome otherwise.
+    async fn guarded<T>(
+        &self,
+        redis: &RedisCache,
+        breaker: &Arc<Breaker>,
+        op: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        if breaker.is_open() {
+            return Err(CacheError::CircuitOpen);
+        }
+        self.counted(redis, breaker, op).await
+    }
+
+    /// Like [`Self::guarded`] but asks Redis even while the breaker is open.
+    async fn counted<T>(
+        &self,
+        redis: &RedisCache,
+        breaker: &Arc<Breaker>,
+        op: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        let result = op.await;
+        match &result {
+            Ok(_) => breaker.succeeded(),
+            Err(_) => {
+                if breaker.failed() {
+                    probe(redis.clone(), breaker.clone());
+                }
+            }
+        }
+        result
     }
 
     /// This instance's own in-process store, for fallbacks when the shared one fails.
@@ -105,7 +161,10 @@ impl Cache {
     fn observe<T>(&self, result: Result<T, CacheError>) -> Result<T, CacheError> {
         if let Err(e) = &result {
             self.metrics.errors.with_label_values(&[self.backend_name()]).inc();
-            tracing::warn!(error = %e, "cache operation failed");
+            // While the breaker is open every call fails this way; it said so once.
+            if !matches!(e, CacheError::CircuitOpen) {
+                tracing::warn!(error = %e, "cache operation failed");
+            }
         }
         result
     }
@@ -113,7 +172,7 @@ impl Cache {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let found = match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
-            Backend::Redis(r) => r.get(key).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.get(key)).await,
         };
         let found = self.observe(found)?;
         if found.is_some() { &self.metrics.hits } else { &self.metrics.misses }.inc();
@@ -126,7 +185,7 @@ impl Cache {
                 m.set(key, value, ttl);
                 Ok(())
             }
-            Backend::Redis(r) => r.set(key, value, ttl).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.set(key, value, ttl)).await,
         };
         self.observe(done)
     }
@@ -135,7 +194,7 @@ impl Cache {
     pub async fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, CacheError> {
         let done = match &self.backend {
             Backend::Memory(m) => Ok(m.set_nx(key, value, ttl)),
-            Backend::Redis(r) => r.set_nx(key, value, ttl).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.set_nx(key, value, ttl)).await,
         };
         self.observe(done)
     }
@@ -145,7 +204,7 @@ impl Cache {
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
         let done = match &self.backend {
             Backend::Memory(m) => Ok(m.incr(key, ttl)),
-            Backend::Redis(r) => r.incr(key, ttl).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.incr(key, ttl)).await,
         };
         self.observe(done)
     }
@@ -154,7 +213,7 @@ impl Cache {
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, CacheError> {
         let done = match &self.backend {
             Backend::Memory(m) => Ok(m.ttl(key)),
-            Backend::Redis(r) => r.ttl(key).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.ttl(key)).await,
         };
         self.observe(done)
     }
@@ -163,16 +222,73 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         let done = match &self.backend {
             Backend::Memory(m) => Ok(m.delete(key)),
-            Backend::Redis(r) => r.delete(key).await,
+            Backend::Redis(r, b) => self.guarded(r, b, r.delete(key)).await,
         };
         self.observe(done)
     }
 
-    /// Whether the shared store answers right now.
+    /// Stores `value` unless `key` holds `unless` (a tombstone, say); true when stored.
+    pub async fn set_unless(&self, key: &str, value: &[u8], unless: &[u8], ttl: Duration) -> Result<bool, CacheError> {
+        let done = match &self.backend {
+            Backend::Memory(m) => Ok(m.set_unless(key, value, unless, ttl)),
+            Backend::Redis(r, b) => self.guarded(r, b, r.set_unless(key, value, unless, ttl)).await,
+        };
+        self.observe(done)
+    }
+
+    /// [`Self::set`] that asks Redis even while the circuit breaker is open, for the few
+    /// writes whose loss another instance would act on (a revoked session's tombstone):
+    /// the breaker is this instance's view, and Redis may answer its other clients.
+    pub async fn set_even_if_open(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
+        let done = match &self.backend {
+            Backend::Memory(m) => {
+                m.set(key, value, ttl);
+                Ok(())
+            }
+            Backend::Redis(r, b) => self.counted(r, b, r.set(key, value, ttl)).await,
+        };
+        self.observe(done)
+    }
+
+    /// Whether the shared store answers right now (asked even while the breaker is open;
+    /// a cluster answers when every master does).
     pub async fn ping(&self) -> Result<(), CacheError> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => r.ping().await,
+            Backend::Redis(r, _) => r.ping().await,
         }
     }
+
+    /// What a Redis Cluster says of itself; `None` unless the store is a cluster.
+    pub async fn cluster_health(&self) -> Option<Result<ClusterHealth, CacheError>> {
+        match &self.backend {
+            Backend::Redis(r, _) => r.cluster_health().await,
+            Backend::Memory(_) => None,
+        }
+    }
+}
+
+/// Pings Redis in the background until it answers, then closes the breaker.
+fn probe(redis: RedisCache, breaker: Arc<Breaker>) {
+    if !breaker.start_probing() {
+        return;
+    }
+    tokio::spawn(async move {
+        // Ends the probe even if this task is dropped with its runtime, so that another
+        // caller can start a new one.
+        struct Ended(Arc<Breaker>, bool);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                self.0.probe_ended(self.1);
+            }
+        }
+        let mut ended = Ended(breaker, false);
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            if redis.ping().await.is_ok() {
+                ended.1 = true;
+                return;
+            }
+        }
+    });
 }

@@ -104,14 +104,16 @@ pub async fn version(cache: &Cache) -> Option<String> {
 pub async fn bump(cache: &Cache, local: &CatalogCache) {
     local.clear();
     let fresh = uuid::Uuid::now_v7().to_string();
-    if cache.set(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_err() {
+    // Past the circuit breaker: this instance may have given up on Redis while the others
+    // still read it, and serve from memory until the version moves.
+    if cache.set_even_if_open(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_err() {
         // Keep trying: another instance serving from memory learns of the change only here.
         let cache = cache.clone();
         tokio::spawn(async move {
             for _ in 0..120 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let fresh = uuid::Uuid::now_v7().to_string();
-                if cache.set(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_ok() {
+                if cache.set_even_if_open(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_ok() {
                     break;
                 }
             }

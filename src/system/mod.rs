@@ -6,10 +6,13 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::{CacheError, ClusterHealth};
 use crate::db;
 use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/readyz` waits for Redis (or the cluster's own report) before saying `down`.
+const CACHE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -24,7 +27,44 @@ pub struct Readiness {
     #[schema(example = "ready")]
     pub status: &'static str,
     pub database: Dependency,
-    pub cache: Dependency,
+    pub cache: CacheReadiness,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CacheReadiness {
+    /// `memory` or `redis`.
+    #[schema(example = "redis")]
+    pub backend: &'static str,
+    /// `up` or `down`. A cluster is `up` when every master answers.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    /// The circuit breaker around Redis: `closed` (Redis is used) or `open` (after a few
+    /// failures in a row Redis is not asked; a background probe closes it when Redis answers).
+    #[schema(example = "closed")]
+    pub circuit: &'static str,
+    /// Present when the cache is a Redis Cluster (several seed URLs in `REDIS_URL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClusterReadiness {
+    /// `ok` when every master answers and reports `cluster_state:ok`; `fail` otherwise;
+    /// `unknown` when the masters could not be asked.
+    #[schema(example = "ok")]
+    pub state: String,
+    /// Masters serving slots, as the cluster counts them (`cluster_size`).
+    #[schema(example = 3)]
+    pub size: u32,
+    /// Masters that answered `CLUSTER INFO`.
+    #[schema(example = 3)]
+    pub masters_answering: usize,
+    /// Hash slots served, the lowest any master reports (16384 when whole).
+    #[schema(example = 16384)]
+    pub slots_ok: u32,
+    /// Nodes the cluster knows of.
+    #[schema(example = 3)]
+    pub known_nodes: u32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,10 +99,21 @@ async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db_up, cache_up) =
-        tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), tokio::time::timeout(PROBE_TIMEOUT, state.cache.ping()),);
+    // The cache is only reported, so it must not make the answer slow: a load balancer
+    // whose check times out takes every instance out while Redis hangs. With the breaker
+    // open Redis is not asked at all.
+    let cache = async {
+        if state.cache.circuit_open() {
+            return None;
+        }
+        tokio::time::timeout(CACHE_PROBE_TIMEOUT, async { tokio::join!(state.cache.ping(), state.cache.cluster_health()) }).await.ok()
+    };
+    let (db_up, cache) = tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), cache);
     let db_up = matches!(db_up, Ok(Ok(())));
-    let cache_up = matches!(cache_up, Ok(Ok(())));
+    let (cache_up, cluster) = match cache {
+        Some((ping, cluster)) => (ping.is_ok(), cluster),
+        None => (false, None),
+    };
     let up = |ok: bool| if ok { "up" } else { "down" };
     let draining = state.is_draining();
     let ready = db_up && !draining;
@@ -75,9 +126,30 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "unavailable"
         },
         database: Dependency { backend: db::backend_name(&state.db), status: up(db_up) },
-        cache: Dependency { backend: state.cache.backend_name(), status: up(cache_up) },
+        cache: CacheReadiness {
+            backend: state.cache.backend_name(),
+            status: up(cache_up),
+            circuit: if state.cache.circuit_open() { "open" } else { "closed" },
+            cluster: cluster_readiness(state.cache.is_cluster(), cluster),
+        },
     };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+fn cluster_readiness(is_cluster: bool, health: Option<Result<ClusterHealth, CacheError>>) -> Option<ClusterReadiness> {
+    if !is_cluster {
+        return None;
+    }
+    Some(match health {
+        Some(Ok(h)) => ClusterReadiness {
+            state: h.state,
+            size: h.size,
+            masters_answering: h.masters_answering,
+            slots_ok: h.slots_ok,
+            known_nodes: h.known_nodes,
+        },
+        _ => ClusterReadiness { state: "unknown".to_owned(), size: 0, masters_answering: 0, slots_ok: 0, known_nodes: 0 },
+    })
 }
 
 /// Prometheus metrics: requests by route and status, latency, database pool, cache.

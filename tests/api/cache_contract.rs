@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use zhuge_card::cache::{Cache, CacheMetrics, RedisCache};
 
-use crate::support::redis_server::{self, RedisServer};
+use crate::support::redis_server::{self, RedisCluster, RedisServer};
 
 async fn contract(cache: &Cache) {
     let ttl = Duration::from_secs(60);
@@ -24,6 +24,13 @@ async fn contract(cache: &Cache) {
     assert_eq!(cache.incr("n", ttl).await.unwrap(), 1);
     assert_eq!(cache.incr("n", ttl).await.unwrap(), 2);
     assert!(cache.ttl("n").await.unwrap().is_some_and(|t| t <= ttl));
+
+    // Set unless it holds a given value (a session's tombstone): refused only then.
+    assert!(cache.set_unless("u", b"live", b"dead", ttl).await.unwrap());
+    assert!(cache.set_unless("u", b"live2", b"dead", ttl).await.unwrap());
+    cache.set("u", b"dead", ttl).await.unwrap();
+    assert!(!cache.set_unless("u", b"live3", b"dead", ttl).await.unwrap());
+    assert_eq!(cache.get("u").await.unwrap().as_deref(), Some(&b"dead"[..]));
 
     assert!(cache.delete("k").await.unwrap());
     assert!(!cache.delete("k").await.unwrap());
@@ -92,4 +99,24 @@ async fn keys_of_different_prefixes_do_not_meet() {
     let key = uuid::Uuid::new_v4().to_string();
     a.set(&key, b"a", Duration::from_secs(5)).await.unwrap();
     assert_eq!(b.get(&key).await.unwrap(), None);
+}
+
+/// The same contract on a real three-master Redis Cluster: its keys fall in different
+/// slots on different masters, and each script runs on the master of its one key.
+#[tokio::test]
+async fn redis_cluster_cache_meets_the_contract() {
+    if !redis_server::available() {
+        return;
+    }
+    let cluster = RedisCluster::start();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = RedisCache::new(&cluster.url(), &prefix, Duration::from_secs(1)).unwrap();
+    assert!(redis.is_cluster());
+    let cache = Cache::redis(redis, CacheMetrics::unregistered());
+    contract(&cache).await;
+    // The keys did spread over the masters (a cluster of one slot would prove little).
+    let holding = (0..3).filter(|&i| cluster.cli(i, &["DBSIZE"]).trim() != "0").count();
+    assert!(holding >= 2, "keys on {holding} master(s) only");
+    let health = cache.cluster_health().await.unwrap().unwrap();
+    assert_eq!((health.state.as_str(), health.masters_answering, health.slots_ok), ("ok", 3, 16384));
 }
