@@ -84,7 +84,8 @@ impl MigrationTrait for Migration {
             vec![Redemptions::PartnerId.into_iden(), Redemptions::CreatedAt.into_iden()],
         )
         .await?;
-        index(m, "idx_redemptions_created", Redemptions::Table, vec![Redemptions::CreatedAt.into_iden()]).await?;
+        // The fold's range scans by `created_at` use `idx_redemptions_created` (created_at, id)
+        // of the ledger-tags migration before this one.
         let conn = m.get_connection();
         conn.execute_unprepared("CREATE INDEX idx_redemptions_voided ON redemptions (voided_at) WHERE voided_at IS NOT NULL").await?;
         m.drop_index(Index::drop().name("idx_redemptions_day").table(Redemptions::Table).to_owned()).await?;
@@ -93,7 +94,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         index(m, "idx_redemptions_day", Redemptions::Table, vec![Redemptions::Day.into_iden()]).await?;
-        for name in ["idx_redemptions_voided", "idx_redemptions_created", "idx_redemptions_partner_created"] {
+        for name in ["idx_redemptions_voided", "idx_redemptions_partner_created"] {
             m.drop_index(Index::drop().name(name).table(Redemptions::Table).to_owned()).await?;
         }
         m.drop_table(Table::drop().table(StatsWatermarks::Table).to_owned()).await?;
