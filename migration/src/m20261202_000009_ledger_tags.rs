@@ -1,8 +1,8 @@
 //! Redemptions and visits join the audit trail (SPEC §7) without taking the audit chain's
 //! lock on the hot path: each row carries the client address and a keyed tag over what it
 //! records, and the audit chain anchors digests of them in time windows later (see the
-//! service's `audit::ledger`). Rows written before this migration get their tags when the
-//! service next starts (the key is not available to migrations).
+//! service's `audit::ledger`). Rows written before this migration keep an empty tag: the
+//! first anchors, a minute after the service starts, cover them by their content.
 //!
 //! On PostgreSQL, `zhuge_abort` lets a single statement undo all it did and say why with a
 //! SQLSTATE of our own (`ZH001`): the redemption statement uses it when the quota is spent.
@@ -47,10 +47,6 @@ impl MigrationTrait for Migration {
         index(m, "idx_redemptions_created", Redemptions::Table, vec![Redemptions::CreatedAt.into_iden(), Redemptions::Id.into_iden()])
             .await?;
         index(m, "idx_visits_created_id", Visits::Table, vec![Visits::CreatedAt.into_iden(), Visits::Id.into_iden()]).await?;
-        // The service tags rows left untagged at every start: only those, not the tables.
-        let conn = m.get_connection();
-        conn.execute_unprepared("CREATE INDEX idx_redemptions_untagged ON redemptions (id) WHERE tag = ''").await?;
-        conn.execute_unprepared("CREATE INDEX idx_visits_untagged ON visits (id) WHERE tag = ''").await?;
         if m.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
             m.get_connection()
                 .execute_unprepared(
@@ -66,8 +62,6 @@ impl MigrationTrait for Migration {
         if m.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
             m.get_connection().execute_unprepared("DROP FUNCTION IF EXISTS zhuge_abort(text)").await?;
         }
-        m.get_connection().execute_unprepared("DROP INDEX idx_visits_untagged").await?;
-        m.get_connection().execute_unprepared("DROP INDEX idx_redemptions_untagged").await?;
         m.drop_index(Index::drop().name("idx_visits_created_id").table(Visits::Table).to_owned()).await?;
         m.drop_index(Index::drop().name("idx_redemptions_created").table(Redemptions::Table).to_owned()).await?;
         for col in [Visits::Tag, Visits::Ip] {

@@ -426,35 +426,6 @@ pub(super) async fn check_tail<C: ConnectionTrait>(conn: &C, keys: &Keyring) -> 
     Ok(Ok(total))
 }
 
-/// Tags the rows written before tags existed (on upgrade; rows are trusted as found).
-pub(super) async fn tag_untagged(db: &sea_orm::DatabaseConnection, keys: &Keyring) -> Result<u64, DbErr> {
-    let mut tagged = 0;
-    loop {
-        let batch = redemption::Entity::find().filter(redemption::Column::Tag.eq("")).limit(BATCH).all(db).await?;
-        for r in &batch {
-            let tag = redemption_tag(keys, r);
-            redemption::Entity::update_many()
-                .col_expr(redemption::Column::Tag, Expr::value(tag))
-                .filter(redemption::Column::Id.eq(r.id))
-                .exec(db)
-                .await?;
-        }
-        let visits = visit::Entity::find().filter(visit::Column::Tag.eq("")).limit(BATCH).all(db).await?;
-        for v in &visits {
-            let tag = visit_tag(keys, v);
-            visit::Entity::update_many().col_expr(visit::Column::Tag, Expr::value(tag)).filter(visit::Column::Id.eq(v.id)).exec(db).await?;
-        }
-        tagged += (batch.len() + visits.len()) as u64;
-        if batch.is_empty() && visits.is_empty() {
-            break;
-        }
-    }
-    if tagged > 0 {
-        tracing::info!(rows = tagged, "tagged ledger rows written before tags existed");
-    }
-    Ok(tagged)
-}
-
 /// Rewrites, under the current key, the tags of rows no anchor covers yet (anchored rows
 /// are pinned by their window's digest, whatever key tagged them). Rows whose tag matches
 /// no key are left as they are, for verification to report.

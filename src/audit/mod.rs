@@ -398,7 +398,7 @@ pub async fn upgrade(db: &sea_orm::DatabaseConnection, keys: &Keyring, now: Date
             // Left as found, for verification to report; the service still starts.
             Err(RekeyError::Broken(seq)) => {
                 tracing::error!(seq, "the audit chain written before it was keyed is broken: not taking it over");
-                return Ok(ledger::tag_untagged(db, keys).await.map(drop)?);
+                return Ok(());
             }
             Err(RekeyError::Db(e)) => return Err(e.into()),
         };
@@ -413,7 +413,6 @@ pub async fn upgrade(db: &sea_orm::DatabaseConnection, keys: &Keyring, now: Date
         txn.commit().await?;
         tracing::info!(entries = rewritten, "audit chain taken over from unkeyed SHA-256 to keyed hashes");
     }
-    ledger::tag_untagged(db, keys).await?;
     Ok(())
 }
 
