@@ -124,6 +124,7 @@ pub enum AuditSource {
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// `chain` (default), `redemptions` or `verifications`.
+    #[param(inline)]
     pub source: Option<AuditSource>,
     /// Chain only.
     pub action: Option<String>,
@@ -236,7 +237,7 @@ pub struct VerifyParams {
     #[param(minimum = 1)]
     pub from_seq: Option<i64>,
     /// The hash of entry `from_seq`, as the earlier run reported it.
-    #[param(min_length = 64, max_length = 64)]
+    #[param(min_length = 64, max_length = 64, pattern = "^[0-9a-fA-F]{64}$")]
     pub from_hash: Option<String>,
     /// Stop after this many chain entries (default: to the end).
     #[param(minimum = 1)]
