@@ -194,6 +194,7 @@ pub struct StatsQuery {
     /// Only this partner's redemptions.
     pub partner_id: Option<Uuid>,
     /// Rows per page, 1–1000 (default 500). CSV has every row, streamed.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
