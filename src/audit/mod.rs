@@ -272,7 +272,7 @@ pub async fn verify_chain<C: ConnectionTrait>(conn: &C, keys: &Keyring, now: Dat
 pub async fn verify<C: ConnectionTrait>(conn: &C, keys: &Keyring, scope: Scope, now: DateTime<Utc>) -> Result<ChainReport, DbErr> {
     const BATCH: u64 = 1000;
     let (mut prev_hash, mut expected_seq) = match &scope.from {
-        Some(c) => (c.hash.clone(), c.seq + 1),
+        Some(c) => (c.hash.clone(), c.seq.saturating_add(1)),
         None => (GENESIS.to_owned(), 1),
     };
     let (mut entries, mut rows) = (0u64, 0u64);

@@ -339,6 +339,14 @@ async fn verification_streams_in_parts_from_a_checkpoint() {
     )
     .await;
     assert_eq!((wrong["intact"].as_bool(), wrong["broken_at"].as_i64()), (Some(false), Some(4)), "{wrong}");
+    // A checkpoint past any entry (schemathesis sent the largest seq there is): no link.
+    let (status, past) = json(
+        d.app
+            .get_as(&format!("/api/v1/admin/audit-log/verify?from_seq={}&from_hash={}", i64::MAX, "0".repeat(64)), &d.operator.access)
+            .await,
+    )
+    .await;
+    assert_eq!((status, past["intact"].as_bool()), (200, Some(false)), "{past}");
     // Half a checkpoint, or a budget of nothing: a clear error.
     for query in [format!("from_seq={seq}"), "max_entries=0".to_owned(), format!("from_seq={seq}&from_hash=zz")] {
         let res = d.app.get_as(&format!("/api/v1/admin/audit-log/verify?{query}"), &d.operator.access).await;
