@@ -210,7 +210,7 @@ async fn setup(api: &Api, state_file: &str) -> anyhow::Result<()> {
             .await?;
         let partner: Uuid = partner["id"].as_str().context("partner id")?.parse()?;
         let mut benefits = Vec::new();
-        for (title, quota, period) in [("专家号优先", json!(3), "day"), ("体检折扣", json!(100_000), "year")] {
+        for (title, quota, period) in [("专家号优先", json!(3), "day"), ("体检折扣", json!(10_000), "year")] {
             let b = api
                 .ok(
                     Method::POST,
