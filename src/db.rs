@@ -177,10 +177,12 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
 pub fn sqlstate(e: &DbErr) -> Option<String> {
     use sea_orm::{RuntimeErr, SqlxError};
     match e {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match &**e {
-            SqlxError::Database(db) => db.code().map(|c| c.into_owned()),
-            _ => None,
-        },
+        DbErr::Conn(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                SqlxError::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -191,13 +193,11 @@ pub fn is_overload(e: &DbErr) -> bool {
     use sea_orm::{ConnAcquireErr, RuntimeErr};
     match e {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
-        DbErr::Conn(RuntimeErr::SqlxError(x)) | DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x)) => {
-            match x.as_ref() {
-                sea_orm::sqlx::Error::Database(d) => d.code().is_some_and(|c| c == "57014"),
-                sea_orm::sqlx::Error::PoolTimedOut => true,
-                _ => false,
-            }
+        DbErr::Conn(RuntimeErr::SqlxError(x)) | DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x))
+            if matches!(x.as_ref(), sea_orm::sqlx::Error::PoolTimedOut) =>
+        {
+            true
         }
-        _ => false,
+        _ => sqlstate(e).as_deref() == Some("57014"),
     }
 }

@@ -19,10 +19,13 @@
 //! windows older than that are no longer recomputed (their anchors stay, as a record of how
 //! many there were).
 
+use std::collections::HashSet;
+use std::convert::Infallible;
+
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{audit_log, redemption, visit};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -127,7 +130,26 @@ struct Row {
     voided: bool,
 }
 
-/// Rows of `source` with `from ≤ created_at < until`, after `after` in (created_at, id) order.
+/// `from ≤ created_at < until`, after `after`, in (created_at, id) order: a window of
+/// either ledger, read through the index on (created_at, id).
+fn in_window<E: EntityTrait>(
+    created: E::Column,
+    id: E::Column,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Select<E> {
+    let mut q = E::find().filter(created.gte(from));
+    if let Some(until) = until {
+        q = q.filter(created.lt(until));
+    }
+    if let Some((t, last)) = after {
+        q = q.filter(Condition::any().add(created.gt(t)).add(Condition::all().add(created.eq(t)).add(id.gt(last))));
+    }
+    q.order_by_asc(created).order_by_asc(id)
+}
+
+/// The next batch of a window's rows.
 async fn rows<C: ConnectionTrait>(
     conn: &C,
     source: Source,
@@ -135,60 +157,67 @@ async fn rows<C: ConnectionTrait>(
     until: Option<DateTime<Utc>>,
     after: Option<(DateTime<Utc>, Uuid)>,
 ) -> Result<Vec<Row>, DbErr> {
+    use {redemption::Column as R, visit::Column as V};
     Ok(match source {
-        Source::Redemptions => {
-            use redemption::Column as C;
-            let mut q = redemption::Entity::find().filter(C::CreatedAt.gte(from));
-            if let Some(until) = until {
-                q = q.filter(C::CreatedAt.lt(until));
-            }
-            if let Some((t, id)) = after {
-                q = q.filter(Condition::any().add(C::CreatedAt.gt(t)).add(Condition::all().add(C::CreatedAt.eq(t)).add(C::Id.gt(id))));
-            }
-            let found = q.order_by_asc(C::CreatedAt).order_by_asc(C::Id).limit(BATCH).all(conn).await?;
-            found
-                .into_iter()
-                .map(|r| Row {
-                    id: r.id,
-                    created_at: r.created_at,
-                    fields: redemption_fields(&r),
-                    voided: r.status == "voided",
-                    tag: r.tag,
-                })
-                .collect()
-        }
-        Source::Visits => {
-            use visit::Column as C;
-            let mut q = visit::Entity::find().filter(C::CreatedAt.gte(from));
-            if let Some(until) = until {
-                q = q.filter(C::CreatedAt.lt(until));
-            }
-            if let Some((t, id)) = after {
-                q = q.filter(Condition::any().add(C::CreatedAt.gt(t)).add(Condition::all().add(C::CreatedAt.eq(t)).add(C::Id.gt(id))));
-            }
-            let found = q.order_by_asc(C::CreatedAt).order_by_asc(C::Id).limit(BATCH).all(conn).await?;
-            found
-                .into_iter()
-                .map(|v| Row { id: v.id, created_at: v.created_at, fields: visit_fields(&v), voided: false, tag: v.tag })
-                .collect()
-        }
+        Source::Redemptions => in_window::<redemption::Entity>(R::CreatedAt, R::Id, from, until, after)
+            .limit(BATCH)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|r| Row { id: r.id, created_at: r.created_at, fields: redemption_fields(&r), voided: r.status == "voided", tag: r.tag })
+            .collect(),
+        Source::Visits => in_window::<visit::Entity>(V::CreatedAt, V::Id, from, until, after)
+            .limit(BATCH)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|v| Row { id: v.id, created_at: v.created_at, fields: visit_fields(&v), voided: false, tag: v.tag })
+            .collect(),
     })
 }
 
-/// Calls `each` on every row of a window, in order, a batch at a time.
-async fn for_each_row<C: ConnectionTrait>(
+/// When the first row past [`MAX_WINDOW_ROWS`] of a span was written, if the span holds more.
+async fn cut<C: ConnectionTrait>(
+    conn: &C,
+    source: Source,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    async fn nth<C: ConnectionTrait, E: EntityTrait>(
+        conn: &C,
+        created: E::Column,
+        id: E::Column,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DbErr> {
+        in_window::<E>(created, id, from, Some(until), None)
+            .select_only()
+            .column(created)
+            .offset(MAX_WINDOW_ROWS)
+            .into_tuple()
+            .one(conn)
+            .await
+    }
+    match source {
+        Source::Redemptions => nth::<C, redemption::Entity>(conn, redemption::Column::CreatedAt, redemption::Column::Id, from, until).await,
+        Source::Visits => nth::<C, visit::Entity>(conn, visit::Column::CreatedAt, visit::Column::Id, from, until).await,
+    }
+}
+
+/// Calls `each` on every row of a window, in order, a batch at a time, until it stops.
+async fn for_each_row<C: ConnectionTrait, E>(
     conn: &C,
     source: Source,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
-    mut each: impl FnMut(&Row) -> Result<(), Break>,
-) -> Result<Result<u64, Break>, DbErr> {
+    mut each: impl FnMut(&Row) -> Result<(), E>,
+) -> Result<Result<u64, E>, DbErr> {
     let (mut after, mut count) = (None, 0u64);
     loop {
         let batch = rows(conn, source, from, until, after).await?;
         for row in &batch {
-            if let Err(problem) = each(row) {
-                return Ok(Err(problem));
+            if let Err(stop) = each(row) {
+                return Ok(Err(stop));
             }
             count += 1;
         }
@@ -220,7 +249,7 @@ async fn window<C: ConnectionTrait>(
     let mut hasher = Sha256::new();
     let mut voided = Vec::new();
     let mut first = None;
-    let counted = for_each_row(conn, source, from, Some(until), |row| {
+    let counted = for_each_row(conn, source, from, Some(until), |row| -> Result<(), Infallible> {
         first.get_or_insert(row.created_at);
         for f in row.fields.iter().chain(std::iter::once(&row.tag)) {
             hasher.update((f.len() as u64).to_be_bytes());
@@ -232,7 +261,7 @@ async fn window<C: ConnectionTrait>(
         Ok(())
     })
     .await?;
-    let count = counted.unwrap_or_default();
+    let Ok(count) = counted;
     Ok((Window { from, until, count, digest: hex::encode(hasher.finalize()), first }, voided))
 }
 
@@ -263,32 +292,7 @@ pub async fn anchor(db: &sea_orm::DatabaseConnection, keys: &Keyring, now: DateT
                 break;
             }
             // A large backlog (the first anchor after an upgrade) goes in several windows.
-            let cut = match source {
-                Source::Redemptions => {
-                    redemption::Entity::find()
-                        .select_only()
-                        .column(redemption::Column::CreatedAt)
-                        .filter(redemption::Column::CreatedAt.gte(from))
-                        .filter(redemption::Column::CreatedAt.lt(until))
-                        .order_by_asc(redemption::Column::CreatedAt)
-                        .offset(MAX_WINDOW_ROWS)
-                        .into_tuple::<DateTime<Utc>>()
-                        .one(&txn)
-                        .await?
-                }
-                Source::Visits => {
-                    visit::Entity::find()
-                        .select_only()
-                        .column(visit::Column::CreatedAt)
-                        .filter(visit::Column::CreatedAt.gte(from))
-                        .filter(visit::Column::CreatedAt.lt(until))
-                        .order_by_asc(visit::Column::CreatedAt)
-                        .offset(MAX_WINDOW_ROWS)
-                        .into_tuple::<DateTime<Utc>>()
-                        .one(&txn)
-                        .await?
-                }
-            };
+            let cut = cut(&txn, source, from, until).await?;
             let end = cut.filter(|c| *c > from).unwrap_or(until);
             let (w, _) = window(&txn, source, from, end).await?;
             if w.count == 0 {
@@ -325,15 +329,44 @@ pub fn spawn_anchoring(state: crate::state::AppState) {
     });
 }
 
-/// Whether a `redemption.void` entry records the void of `id`.
-async fn void_recorded<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<bool, DbErr> {
-    let found = audit_log::Entity::find()
-        .filter(audit_log::Column::TargetType.eq("redemption"))
-        .filter(audit_log::Column::TargetId.eq(id.to_string()))
-        .filter(audit_log::Column::Action.eq(VOID))
-        .one(conn)
+/// The first of `voided` (rows found voided) whose void no `redemption.void` entry records;
+/// one query per few hundred rows.
+async fn unrecorded_void<C: ConnectionTrait>(conn: &C, voided: &[Uuid]) -> Result<Option<Uuid>, DbErr> {
+    for chunk in voided.chunks(500) {
+        let recorded: HashSet<String> = audit_log::Entity::find()
+            .select_only()
+            .column(audit_log::Column::TargetId)
+            .filter(audit_log::Column::Action.eq(VOID))
+            .filter(audit_log::Column::TargetType.eq("redemption"))
+            .filter(audit_log::Column::TargetId.is_in(chunk.iter().map(Uuid::to_string)))
+            .into_tuple()
+            .all(conn)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(id) = chunk.iter().find(|id| !recorded.contains(&id.to_string())) {
+            return Ok(Some(*id));
+        }
+    }
+    Ok(None)
+}
+
+/// Of the `redemption.void` entries among `entries`, the targets that are redemptions
+/// voided as recorded; one query for a batch of the chain.
+pub(super) async fn voided_targets<C: ConnectionTrait>(conn: &C, entries: &[audit_log::Model]) -> Result<HashSet<String>, DbErr> {
+    let ids: Vec<Uuid> = entries.iter().filter(|e| e.action == VOID).filter_map(|e| Uuid::parse_str(&e.target_id).ok()).collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let voided: Vec<Uuid> = redemption::Entity::find()
+        .select_only()
+        .column(redemption::Column::Id)
+        .filter(redemption::Column::Id.is_in(ids))
+        .filter(redemption::Column::Status.eq("voided"))
+        .into_tuple()
+        .all(conn)
         .await?;
-    Ok(found.is_some())
+    Ok(voided.iter().map(Uuid::to_string).collect())
 }
 
 fn row_break(seq: Option<i64>, source: Source, id: Uuid, reason: &str) -> Break {
@@ -341,10 +374,12 @@ fn row_break(seq: Option<i64>, source: Source, id: Uuid, reason: &str) -> Break 
 }
 
 /// What a chain entry says about the ledgers, checked against them: an anchor's window
-/// must hold what it held, and a void's redemption must be voided. Returns the rows checked.
+/// must hold what it held, and a void's redemption must be voided (`voided`: see
+/// [`voided_targets`]). Returns the rows checked.
 pub(super) async fn check_entry<C: ConnectionTrait>(
     conn: &C,
     e: &audit_log::Model,
+    voided: &HashSet<String>,
     visit_retention: Duration,
     now: DateTime<Utc>,
 ) -> Result<Result<u64, Break>, DbErr> {
@@ -358,7 +393,7 @@ pub(super) async fn check_entry<C: ConnectionTrait>(
             if source == Source::Visits && anchored.first.is_some_and(|first| first < now - visit_retention + Duration::days(1)) {
                 return Ok(Ok(0));
             }
-            let (found, voided) = window(conn, source, anchored.from, anchored.until).await?;
+            let (found, rows_voided) = window(conn, source, anchored.from, anchored.until).await?;
             if found.count != anchored.count {
                 let reason = format!(
                     "{} from {} to {}: {} rows, anchored {}",
@@ -375,23 +410,13 @@ pub(super) async fn check_entry<C: ConnectionTrait>(
                     format!("{} from {} to {}: rows changed since anchored", source.name(), time(anchored.from), time(anchored.until));
                 return Ok(Err(Break { seq: Some(e.seq), source: Some(source.name().into()), row_id: None, reason }));
             }
-            for id in voided {
-                if !void_recorded(conn, id).await? {
-                    return Ok(Err(row_break(Some(e.seq), source, id, "voided, but no void is recorded")));
-                }
+            if let Some(id) = unrecorded_void(conn, &rows_voided).await? {
+                return Ok(Err(row_break(Some(e.seq), source, id, "voided, but no void is recorded")));
             }
             Ok(Ok(found.count))
         }
-        VOID => {
-            let row = match Uuid::parse_str(&e.target_id) {
-                Ok(id) => redemption::Entity::find_by_id(id).one(conn).await?,
-                Err(_) => None,
-            };
-            match row {
-                Some(r) if r.status == "voided" => Ok(Ok(0)),
-                _ => Ok(Err(Break::entry(e.seq, "the voided redemption is missing or not voided"))),
-            }
-        }
+        VOID if voided.contains(&e.target_id) => Ok(Ok(0)),
+        VOID => Ok(Err(Break::entry(e.seq, "the voided redemption is missing or not voided"))),
         _ => Ok(Ok(0)),
     }
 }
@@ -417,10 +442,8 @@ pub(super) async fn check_tail<C: ConnectionTrait>(conn: &C, keys: &Keyring) -> 
             Ok(n) => total += n,
             Err(problem) => return Ok(Err(problem)),
         }
-        for id in voided {
-            if !void_recorded(conn, id).await? {
-                return Ok(Err(row_break(None, source, id, "voided, but no void is recorded")));
-            }
+        if let Some(id) = unrecorded_void(conn, &voided).await? {
+            return Ok(Err(row_break(None, source, id, "voided, but no void is recorded")));
         }
     }
     Ok(Ok(total))
@@ -434,7 +457,7 @@ pub(super) async fn retag_tail<C: ConnectionTrait>(conn: &C, keys: &Keyring) -> 
     for source in Source::ALL {
         let from = anchored_until(conn, source).await?.unwrap_or(DateTime::UNIX_EPOCH);
         let mut stale = Vec::new();
-        let _ = for_each_row(conn, source, from, None, |row| {
+        let Ok(_) = for_each_row(conn, source, from, None, |row| -> Result<(), Infallible> {
             let fields: Vec<&str> = row.fields.iter().map(String::as_str).collect();
             if !keys.audit_tag_is_current(source.domain(), &fields, &row.tag) && keys.audit_tag_matches(source.domain(), &fields, &row.tag)
             {

@@ -287,6 +287,7 @@ pub async fn verify<C: ConnectionTrait>(conn: &C, keys: &Keyring, scope: Scope, 
         if batch.is_empty() {
             break;
         }
+        let voided = ledger::voided_targets(conn, &batch).await?;
         for e in &batch {
             if entries >= scope.max_entries {
                 complete = false;
@@ -301,7 +302,7 @@ pub async fn verify<C: ConnectionTrait>(conn: &C, keys: &Keyring, scope: Scope, 
             if !entry_tag_matches(keys, e) {
                 return Ok(ChainReport::Broken(Break::entry(e.seq, "entry does not match its keyed hash")));
             }
-            match ledger::check_entry(conn, e, scope.visit_retention, now).await? {
+            match ledger::check_entry(conn, e, &voided, scope.visit_retention, now).await? {
                 Ok(checked) => rows += checked,
                 Err(problem) => return Ok(ChainReport::Broken(problem)),
             }

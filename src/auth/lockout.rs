@@ -60,12 +60,6 @@ pub async fn attempt<C: ConnectionTrait>(
 ) -> Result<Option<u64>, DbErr> {
     let here = count(db, username, address, &PER_ADDRESS, now).await?;
     let everywhere = count(db, username, EVERY, &EVERY_ADDRESS, now).await?;
-    // Old counts of names nobody tries any more would otherwise pile up.
-    login_failure::Entity::delete_many()
-        .filter(login_failure::Column::WindowStart.lt(now - KEEP))
-        .filter(Condition::any().add(login_failure::Column::LockedUntil.is_null()).add(login_failure::Column::LockedUntil.lt(now)))
-        .exec(db)
-        .await?;
     let left = |until: DateTime<Utc>| Ord::max((until - now).num_seconds(), 1).unsigned_abs();
     if let Some(until) = here.locked_after(&PER_ADDRESS) {
         return Ok(Some(left(until)));
@@ -77,6 +71,17 @@ pub async fn attempt<C: ConnectionTrait>(
         return Ok(None);
     }
     Ok(Some(left(until)))
+}
+
+/// Deletes the counts of names nobody has tried for [`KEEP`] and that hold no lock, which
+/// would otherwise pile up; run by housekeeping, not by sign-ins.
+pub async fn prune<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let old = login_failure::Entity::delete_many()
+        .filter(login_failure::Column::WindowStart.lt(now - KEEP))
+        .filter(Condition::any().add(login_failure::Column::LockedUntil.is_null()).add(login_failure::Column::LockedUntil.lt(now)))
+        .exec(db)
+        .await?;
+    Ok(old.rows_affected)
 }
 
 /// A row's count after this attempt was added.

@@ -3,7 +3,9 @@
 //! - idempotency keys are forgotten after their retention (48 h; see `idempotency`);
 //! - verification visits are the record of which card was scanned where and when, kept
 //!   for audit `ZHUGE_VISIT_RETENTION_DAYS` (default two years), then pruned in batches;
-//! - new redemptions are folded into the statistics rollup (see [`super::stats`]).
+//! - new redemptions are folded into the statistics rollup (see [`super::stats`]);
+//! - and, on the same schedule, sign-in failure counts past their use
+//!   ([`crate::auth::lockout::prune`]).
 
 use chrono::{DateTime, Duration, Utc};
 use entity::visit;
@@ -51,6 +53,10 @@ pub async fn run_once(state: &AppState) {
         Ok(n) if n > 0 => tracing::info!(pruned = n, "visits past retention pruned"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "visit purge failed"),
+    }
+    // Not a redemption table, but the same schedule: sign-in failure counts nobody uses.
+    if let Err(e) = crate::auth::lockout::prune(&state.db, now).await {
+        tracing::warn!(error = %e, "sign-in failure purge failed");
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, visit};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QuerySelect,
@@ -17,58 +16,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::service::VISIT_TTL;
-use crate::audit::ledger;
 use crate::cards::dto::CardStatus;
-use crate::crypto::Keyring;
 use crate::db;
 use crate::error::ApiError;
-
-/// The visit a scan asks to open, tagged for the audit trail.
-pub struct NewVisit {
-    pub id: Uuid,
-    pub card_id: Uuid,
-    pub partner_id: Uuid,
-    pub staff_id: Uuid,
-    pub nonce: String,
-    pub ip: Option<String>,
-    /// To the microsecond: what the database stores, and what the tag covers.
-    pub now: DateTime<Utc>,
-    pub tag: String,
-}
-
-impl NewVisit {
-    #[expect(clippy::too_many_arguments, reason = "one visit's fields")]
-    pub fn tagged(
-        keys: &Keyring,
-        id: Uuid,
-        card_id: Uuid,
-        partner_id: Uuid,
-        staff_id: Uuid,
-        nonce: String,
-        ip: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let mut v =
-            Self { id, card_id, partner_id, staff_id, nonce, ip: ip.map(str::to_owned), now: now.trunc_subsecs(6), tag: String::new() };
-        v.tag = ledger::visit_tag(keys, &v.row());
-        v
-    }
-
-    fn row(&self) -> visit::Model {
-        visit::Model {
-            id: self.id,
-            card_id: self.card_id,
-            partner_id: self.partner_id,
-            staff_id: self.staff_id,
-            nonce: self.nonce.clone(),
-            created_at: self.now,
-            expires_at: self.now + VISIT_TTL,
-            ip: self.ip.clone(),
-            tag: self.tag.clone(),
-        }
-    }
-}
 
 pub struct Scan {
     pub card: card::Model,
@@ -80,7 +30,7 @@ pub struct Scan {
 }
 
 /// Runs the scan; `None` when there is no such card.
-pub async fn run(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
+pub async fn run(db: &DatabaseConnection, v: &visit::Model) -> Result<Option<Scan>, ApiError> {
     match db.get_database_backend() {
         DbBackend::Postgres => in_one_statement(db, v).await,
         _ => step_by_step(db, v).await,
@@ -102,7 +52,7 @@ SELECT c.*,
       WHERE q.card_id = c.id AND q.benefit_id IN (SELECT b.id FROM benefits b WHERE b.partner_id = $3)) AS used
 FROM c"#;
 
-async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
+async fn in_one_statement(db: &DatabaseConnection, v: &visit::Model) -> Result<Option<Scan>, ApiError> {
     use sea_orm::ConnectionTrait;
     let values = [
         v.card_id.into(),
@@ -110,8 +60,8 @@ async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Optio
         v.partner_id.into(),
         v.staff_id.into(),
         v.nonce.clone().into(),
-        v.now.into(),
-        (v.now + VISIT_TTL).into(),
+        v.created_at.into(),
+        v.expires_at.into(),
         v.ip.clone().into(),
         v.tag.clone().into(),
     ];
@@ -135,12 +85,12 @@ async fn in_one_statement(db: &DatabaseConnection, v: &NewVisit) -> Result<Optio
     Ok(Some(Scan { card, opened, used }))
 }
 
-async fn step_by_step(db: &DatabaseConnection, v: &NewVisit) -> Result<Option<Scan>, ApiError> {
+async fn step_by_step(db: &DatabaseConnection, v: &visit::Model) -> Result<Option<Scan>, ApiError> {
     let Some(card) = card::Entity::find_by_id(v.card_id).one(db).await? else {
         return Ok(None);
     };
-    let opened = CardStatus::of(&card, v.now)? == CardStatus::Active
-        && match v.row().into_active_model().reset_all().insert(db).await {
+    let opened = CardStatus::of(&card, v.created_at)? == CardStatus::Active
+        && match v.clone().into_active_model().reset_all().insert(db).await {
             Ok(_) => true,
             Err(e) if db::is_unique_violation(&e) => false,
             Err(e) => return Err(e.into()),

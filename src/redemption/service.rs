@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::dto::{QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
 use super::idempotency::Claim;
 use super::quota;
-use super::scan::{self, NewVisit, Scan};
+use super::scan::{self, Scan};
 use crate::audit::{self, Actor, Change, ledger};
 use crate::auth::sessions::SessionInfo;
 use crate::cards::dto::{CardStatus, CardView, classification_of};
@@ -89,7 +89,20 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, ip: Option<&str>, sca
         QrError::Invalid => ApiError::new(ErrorCode::QrInvalid),
         QrError::Expired => ApiError::new(ErrorCode::QrExpired),
     })?;
-    let visit = NewVisit::tagged(&state.keyring, Uuid::now_v7(), token.card, partner_id, staff.user_id, qr::nonce_key(&token), ip, now);
+    // To the microsecond: what the database stores, and what the audit tag covers.
+    let at = now.trunc_subsecs(6);
+    let mut visit = visit::Model {
+        id: Uuid::now_v7(),
+        card_id: token.card,
+        partner_id,
+        staff_id: staff.user_id,
+        nonce: qr::nonce_key(&token),
+        created_at: at,
+        expires_at: at + VISIT_TTL,
+        ip: ip.map(str::to_owned),
+        tag: String::new(),
+    };
+    visit.tag = ledger::visit_tag(&state.keyring, &visit);
     let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
     if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);

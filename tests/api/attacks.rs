@@ -233,6 +233,24 @@ async fn wrong_passwords_sent_at_once_are_checked_no_more_than_five_times() {
 }
 
 #[tokio::test]
+async fn housekeeping_forgets_old_failure_counts_but_keeps_live_locks() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    let row = |name: &str, locked_until| login_failure::ActiveModel {
+        username: sea_orm::ActiveValue::Set(name.into()),
+        address: sea_orm::ActiveValue::Set(A.into()),
+        failures: sea_orm::ActiveValue::Set(3),
+        window_start: sea_orm::ActiveValue::Set(now - chrono::Duration::days(2)),
+        locked_until: sea_orm::ActiveValue::Set(locked_until),
+    };
+    let rows = [row("old.unlocked", None), row("old.locked", Some(now + chrono::Duration::hours(1))), row("old.expired", Some(now))];
+    login_failure::Entity::insert_many(rows).exec(&app.state.db).await.unwrap();
+    zhuge_card::redemption::retention::run_once(&app.state).await;
+    let left: Vec<String> = login_failure::Entity::find().all(&app.state.db).await.unwrap().into_iter().map(|r| r.username).collect();
+    assert_eq!(left, ["old.locked"]);
+}
+
+#[tokio::test]
 async fn lockouts_survive_a_redis_flushall() {
     if !redis_server::available() {
         return;
