@@ -312,8 +312,9 @@ async fn desk_cycle(api: &Api, tally: &Tally, start: Instant, talent: &Session, 
             (StatusCode::CONFLICT, Some("idempotency_in_flight")) if began.elapsed() < DEADLINE * 2 => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            // Refusals the rules give (quota used up): answers, not failures.
-            (StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY, _) => return Ok(()),
+            // Refusals the rules give: answers, not failures. A reused or forever-in-flight
+            // key is exactly what this rehearsal is here to catch, so those are failures.
+            (StatusCode::CONFLICT, Some("quota_exhausted" | "benefit_unavailable")) => return Ok(()),
             _ => return unexpected(tally, "redeem", &r),
         }
     }

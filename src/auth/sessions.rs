@@ -197,26 +197,14 @@ pub enum Revoke {
     OthersOfUser { user: Uuid, keep: Uuid },
 }
 
-/// Writes tombstones for revoked sessions. While the cache is unreachable it keeps trying
-/// in the background, so that a cache that comes back with an old "live" entry is
-/// corrected within seconds (and the entry expires within a minute regardless).
+/// Writes tombstones for revoked sessions, together and past the circuit breaker; while
+/// the cache is unreachable they are retried in the background, so that a cache that comes
+/// back with an old "live" entry is corrected within seconds (and the entry expires within
+/// a minute regardless).
 pub async fn forget(cache: &Cache, sessions: &[Uuid]) {
     let Ok(tombstone) = serde_json::to_vec(&Cached::Revoked) else { return };
-    for &id in sessions {
-        // Past the circuit breaker: this instance may have given up on Redis while the
-        // other instances still read it.
-        if cache.set_even_if_open(&key(id), &tombstone, REVOKED_TTL).await.is_err() {
-            let (cache, tombstone) = (cache.clone(), tombstone.clone());
-            tokio::spawn(async move {
-                for _ in 0..LIVE_TTL.as_secs() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if cache.set_even_if_open(&key(id), &tombstone, REVOKED_TTL).await.is_ok() {
-                        break;
-                    }
-                }
-            });
-        }
-    }
+    let entries = sessions.iter().map(|&id| (key(id), tombstone.clone())).collect();
+    cache.set_all_eventually(entries, REVOKED_TTL, LIVE_TTL).await;
 }
 
 /// Drops the cached view of a session so that the next request reads it afresh

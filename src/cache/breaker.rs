@@ -43,7 +43,11 @@ impl Breaker {
     }
 
     pub fn succeeded(&self) {
-        self.failures_in_a_row.store(0, Ordering::Relaxed);
+        // Read first: most calls find it at zero, and a store would make every call
+        // write the cache line that all workers read.
+        if self.failures_in_a_row.load(Ordering::Relaxed) != 0 {
+            self.failures_in_a_row.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Counts a failure; true when this one opened the breaker and the caller must start
@@ -61,7 +65,7 @@ impl Breaker {
 
     /// True for the one caller that is to run the probe.
     pub fn start_probing(&self) -> bool {
-        !self.probing.swap(true, Ordering::AcqRel)
+        !self.probing.load(Ordering::Acquire) && !self.probing.swap(true, Ordering::AcqRel)
     }
 
     pub fn probe_ended(&self, answered: bool) {

@@ -28,6 +28,24 @@ pub enum CacheError {
     CircuitOpen,
 }
 
+impl CacheError {
+    /// Whether the error says Redis is unreachable or unable to serve (what the circuit
+    /// breaker counts), rather than that it answered and refused this one command.
+    fn is_outage(&self) -> bool {
+        use ::redis::{ErrorKind as K, ServerErrorKind as S};
+        match self {
+            CacheError::CircuitOpen => false,
+            CacheError::Redis(e) => !matches!(
+                e.kind(),
+                K::Parse
+                    | K::UnexpectedReturnType
+                    | K::Extension
+                    | K::Server(S::ResponseError | S::ExecAbort | S::NoScript | S::CrossSlot | S::NoSub | S::NotBusy)
+            ),
+        }
+    }
+}
+
 #[derive(Clone)]
 #[expect(
     clippy::large_enum_variant,
@@ -129,6 +147,8 @@ impl Cache {
         op: impl Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
         if breaker.is_open() {
+            // Whatever ended the last probe, an open breaker always has one running.
+            probe(redis.clone(), breaker.clone());
             return Err(CacheError::CircuitOpen);
         }
         self.counted(redis, breaker, op).await
@@ -144,11 +164,13 @@ impl Cache {
         let result = op.await;
         match &result {
             Ok(_) => breaker.succeeded(),
-            Err(_) => {
+            Err(e) if e.is_outage() => {
                 if breaker.failed() {
                     probe(redis.clone(), breaker.clone());
                 }
             }
+            // Redis answered (a wrong type, a script error): it is up.
+            Err(_) => breaker.succeeded(),
         }
         result
     }
@@ -236,18 +258,48 @@ impl Cache {
         self.observe(done)
     }
 
-    /// [`Self::set`] that asks Redis even while the circuit breaker is open, for the few
-    /// writes whose loss another instance would act on (a revoked session's tombstone):
-    /// the breaker is this instance's view, and Redis may answer its other clients.
-    pub async fn set_even_if_open(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), CacheError> {
-        let done = match &self.backend {
+    /// Writes every entry, past the circuit breaker (this instance may have given up on
+    /// Redis while other instances still read it), without holding the caller up: the
+    /// writes go out together, and those that fail (or all of them, while the breaker is
+    /// open) are retried in one background task every second for `retry_for`.
+    pub async fn set_all_eventually(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration, retry_for: Duration) {
+        let (r, b) = match &self.backend {
+            Backend::Redis(r, b) => (r, b),
             Backend::Memory(m) => {
-                m.set(key, value, ttl);
-                Ok(())
+                for (k, v) in &entries {
+                    m.set(k, v, ttl);
+                }
+                return;
             }
-            Backend::Redis(r, b) => self.counted(r, b, r.set(key, value, ttl)).await,
         };
-        self.observe(done)
+        let failed: Vec<(String, Vec<u8>)> = if b.is_open() {
+            entries
+        } else {
+            let results = futures_util::future::join_all(entries.iter().map(|(k, v)| self.counted(r, b, r.set(k, v, ttl)))).await;
+            entries.into_iter().zip(results).filter_map(|(entry, done)| self.observe(done).is_err().then_some(entry)).collect()
+        };
+        if failed.is_empty() {
+            return;
+        }
+        let (redis, breaker) = (r.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut left = failed;
+            for _ in 0..retry_for.as_secs().max(1) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut still = Vec::new();
+                for (k, v) in left {
+                    if redis.set(&k, &v, ttl).await.is_err() {
+                        still.push((k, v));
+                    }
+                }
+                if still.is_empty() {
+                    breaker.succeeded();
+                    return;
+                }
+                left = still;
+            }
+            tracing::warn!(keys = left.len(), "gave up writing to Redis; the entries expire on their own");
+        });
     }
 
     /// Whether the shared store answers right now (asked even while the breaker is open;

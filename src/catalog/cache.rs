@@ -103,20 +103,8 @@ pub async fn version(cache: &Cache) -> Option<String> {
 /// Announces a catalogue change to every instance.
 pub async fn bump(cache: &Cache, local: &CatalogCache) {
     local.clear();
-    let fresh = uuid::Uuid::now_v7().to_string();
-    // Past the circuit breaker: this instance may have given up on Redis while the others
-    // still read it, and serve from memory until the version moves.
-    if cache.set_even_if_open(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_err() {
-        // Keep trying: another instance serving from memory learns of the change only here.
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            for _ in 0..120 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let fresh = uuid::Uuid::now_v7().to_string();
-                if cache.set_even_if_open(VERSION_KEY, fresh.as_bytes(), VERSION_TTL).await.is_ok() {
-                    break;
-                }
-            }
-        });
-    }
+    // Past the circuit breaker, retried for two minutes: another instance serving from
+    // memory learns of the change only here.
+    let fresh = uuid::Uuid::now_v7().to_string().into_bytes();
+    cache.set_all_eventually(vec![(VERSION_KEY.to_owned(), fresh)], VERSION_TTL, Duration::from_secs(120)).await;
 }

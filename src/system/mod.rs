@@ -102,18 +102,28 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // The cache is only reported, so it must not make the answer slow: a load balancer
     // whose check times out takes every instance out while Redis hangs. With the breaker
     // open Redis is not asked at all.
+    // Read once: the breaker may close while this runs.
+    let circuit_open = state.cache.circuit_open();
     let cache = async {
-        if state.cache.circuit_open() {
+        if circuit_open {
             return None;
         }
-        tokio::time::timeout(CACHE_PROBE_TIMEOUT, async { tokio::join!(state.cache.ping(), state.cache.cluster_health()) }).await.ok()
+        // A cluster's health (CLUSTER INFO from every master) also says whether it
+        // answers; a standalone server is pinged.
+        let probe = async {
+            match state.cache.cluster_health().await {
+                Some(health) => {
+                    let up = health.as_ref().is_ok_and(|h| h.state == "ok");
+                    (up, Some(health))
+                }
+                None => (state.cache.ping().await.is_ok(), None),
+            }
+        };
+        tokio::time::timeout(CACHE_PROBE_TIMEOUT, probe).await.ok()
     };
     let (db_up, cache) = tokio::join!(tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()), cache);
     let db_up = matches!(db_up, Ok(Ok(())));
-    let (cache_up, cluster) = match cache {
-        Some((ping, cluster)) => (ping.is_ok(), cluster),
-        None => (false, None),
-    };
+    let (cache_up, cluster) = cache.unwrap_or((false, None));
     let up = |ok: bool| if ok { "up" } else { "down" };
     let draining = state.is_draining();
     let ready = db_up && !draining;
@@ -129,7 +139,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         cache: CacheReadiness {
             backend: state.cache.backend_name(),
             status: up(cache_up),
-            circuit: if state.cache.circuit_open() { "open" } else { "closed" },
+            circuit: if circuit_open { "open" } else { "closed" },
             cluster: cluster_readiness(state.cache.is_cluster(), cluster),
         },
     };
