@@ -81,7 +81,7 @@ UNSTATABLE = {
     ("current_password", "incorrect"): "whether a password is right is not a schema matter",
     ("code", "invalid"): "whether a WeChat code is valid only WeChat knows",
     ("code", "other_app"): "the phone number WeChat returns is watermarked for another app",
-    ("from", "range"): "from ≤ to and at most 92 days: a rule between two parameters",
+    ("from", "range"): "from ≤ to and at most 366 days: a rule between two parameters",
     ("quota", "required"): "a quota is required unless period is unlimited: a rule between two fields",
     ("quota", "not_allowed"): "an unlimited benefit takes no quota: a rule between two fields",
     ("valid_until", "before_start"): "valid_until after valid_from: a rule between two fields",

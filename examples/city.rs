@@ -467,7 +467,7 @@ async fn generate(db: &DatabaseConnection, keyring: &Keyring, args: &Args) -> an
                 *count += 1;
             }
             let (id, visit) = (Uuid::now_v7(), Uuid::now_v7());
-            let day = at.with_timezone(&BEIJING).date_naive().format("%Y-%m-%d").to_string();
+            let day = zhuge_card::clock::day_key(zhuge_card::clock::beijing_date(at));
             let staff_id = staff[b.partner].to_string();
             let void_time = at + Duration::minutes(rng.random_range(1..120));
             let void_at = voided.then(|| ts(void_time));

@@ -41,3 +41,13 @@ impl Clock {
         self.set(self.now() + by);
     }
 }
+
+/// The Beijing calendar date of an instant: the day every daily rule of the product counts in.
+pub fn beijing_date(at: DateTime<Utc>) -> chrono::NaiveDate {
+    at.with_timezone(&BEIJING).date_naive()
+}
+
+/// A date as the key stored with redemptions and the statistics rollup (`2026-12-02`).
+pub fn day_key(date: chrono::NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}

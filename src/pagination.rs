@@ -26,33 +26,39 @@ impl PageParams {
     /// Validates the parameters; the cursor decodes into the list's own position type.
     pub fn parse<C: DeserializeOwned>(&self) -> Result<(u64, Option<C>), ApiError> {
         let mut errors = Vec::new();
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => n.unsigned_abs(),
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "limit",
-                    "out_of_range",
-                    Text::new("limit 须在 1 到 100 之间", "limit must be between 1 and 100"),
-                ));
-                DEFAULT_LIMIT
-            }
-        };
-        let cursor = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => match decode(c) {
-                Some(c) => Some(c),
-                None => {
-                    errors.push(FieldError::new("cursor", "invalid", Text::new("cursor 无效", "cursor is not valid")));
-                    None
-                }
-            },
-        };
+        let limit = limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT, &mut errors);
+        let cursor = cursor(self.cursor.as_deref(), &mut errors);
         if errors.is_empty() { Ok((limit, cursor)) } else { Err(ApiError::validation(errors)) }
     }
 }
 
-pub fn decode<C: DeserializeOwned>(cursor: &str) -> Option<C> {
+/// A page size: `default` when absent, else 1–`max` (an error for `limit` otherwise).
+pub fn limit(n: Option<i64>, default: u64, max: u64, errors: &mut Vec<FieldError>) -> u64 {
+    match n {
+        None => default,
+        Some(n) if n >= 1 && n.unsigned_abs() <= max => n.unsigned_abs(),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                "out_of_range",
+                Text::new(format!("limit 须在 1 到 {max} 之间"), format!("limit must be between 1 and {max}")),
+            ));
+            default
+        }
+    }
+}
+
+/// A cursor as handed out by [`encode`] (an error for `cursor` otherwise).
+pub fn cursor<C: DeserializeOwned>(c: Option<&str>, errors: &mut Vec<FieldError>) -> Option<C> {
+    let c = c.filter(|c| !c.is_empty())?;
+    let decoded = decode(c);
+    if decoded.is_none() {
+        errors.push(FieldError::new("cursor", "invalid", Text::new("cursor 无效", "cursor is not valid")));
+    }
+    decoded
+}
+
+fn decode<C: DeserializeOwned>(cursor: &str) -> Option<C> {
     let bytes = B64.decode(cursor).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

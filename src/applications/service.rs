@@ -57,7 +57,7 @@ pub async fn submit(state: &AppState, user_id: Uuid, input: NewApplication) -> R
     let now = state.clock.now();
     let mut errors = Vec::new();
     check_name(&input.real_name, &mut errors);
-    let id_number = match id_number::parse(&input.id_number, cards::today(now)) {
+    let id_number = match id_number::parse(&input.id_number, crate::clock::beijing_date(now)) {
         Ok(id) => Some(id),
         Err(e) => {
             let (code, zh, en) = match e {

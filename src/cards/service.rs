@@ -1,7 +1,7 @@
 //! Card rules: issuing numbers, the lifecycle (suspend, resume, revoke, renew, change),
 //! each change an event and an audit entry; the holder's and the admins' views.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
 use entity::{card, card_event};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
@@ -390,11 +390,6 @@ pub async fn search(state: &AppState, q: &CardSearch, page: &PageParams) -> Resu
     }
     let rows = select.order_by_asc(card::Column::Id).limit(limit + 1).all(&state.db).await?;
     Page::try_from_rows(rows, limit, |c| c.id, |c| CardView::of(&c, now))
-}
-
-/// Today in Beijing, for birth-date checks.
-pub fn today(now: DateTime<Utc>) -> NaiveDate {
-    now.with_timezone(&BEIJING).date_naive()
 }
 
 #[cfg(test)]

@@ -55,11 +55,11 @@ fn midnight(date: NaiveDate) -> Option<DateTime<Utc>> {
 }
 
 pub fn window(period: Period, at: DateTime<Utc>) -> PeriodWindow {
-    let local = at.with_timezone(&BEIJING).date_naive();
+    let local = crate::clock::beijing_date(at);
     let (y, m) = (local.year(), local.month());
     let (key, next_start) = match period {
         Period::Lifetime | Period::Unlimited => return PeriodWindow { key: "lifetime".into(), resets_at: None },
-        Period::Day => (local.format("%Y-%m-%d").to_string(), local.succ_opt()),
+        Period::Day => (crate::clock::day_key(local), local.succ_opt()),
         Period::Week => {
             let iso = local.iso_week();
             let monday = local - Duration::days(i64::from(local.weekday().num_days_from_monday()));

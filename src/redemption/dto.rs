@@ -133,25 +133,6 @@ pub struct RevocationQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatRow {
-    /// Beijing date.
-    #[schema(example = "2026-11-27")]
-    pub day: String,
-    pub partner_id: Uuid,
-    pub benefit_id: Uuid,
-    #[schema(example = "B")]
-    pub tier: String,
-    pub count: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminStats {
-    pub from: chrono::NaiveDate,
-    pub to: chrono::NaiveDate,
-    pub rows: Vec<StatRow>,
-}
-
 /// One group of completed redemptions. Only the dimensions grouped by are present.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatGroup {
@@ -190,6 +171,7 @@ pub struct StatsQuery {
     pub to: Option<chrono::NaiveDate>,
     /// Comma-separated dimensions to group by, from `day`, `partner`, `benefit`, `tier`
     /// (default all four); rows come in that order.
+    #[param(value_type = Option<Vec<super::stats::Dimension>>, style = Form, explode = false)]
     pub by: Option<String>,
     /// Only this partner's redemptions.
     pub partner_id: Option<Uuid>,

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::visit;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 
 use crate::state::AppState;
 
@@ -22,20 +22,12 @@ pub async fn prune_visits(db: &DatabaseConnection, now: DateTime<Utc>, retention
     let cutoff = now - Duration::days(retention_days.max(1));
     let mut total = 0;
     loop {
-        let ids: Vec<uuid::Uuid> = visit::Entity::find()
-            .select_only()
-            .column(visit::Column::Id)
-            .filter(visit::Column::CreatedAt.lt(cutoff))
-            .limit(PRUNE_BATCH)
-            .into_tuple()
-            .all(db)
-            .await?;
-        if ids.is_empty() {
-            return Ok(total);
-        }
-        let n = ids.len() as u64;
-        total += visit::Entity::delete_many().filter(visit::Column::Id.is_in(ids)).exec(db).await?.rows_affected;
-        if n < PRUNE_BATCH {
+        // One statement a batch: the ids to delete are chosen inside it.
+        let batch =
+            visit::Entity::find().select_only().column(visit::Column::Id).filter(visit::Column::CreatedAt.lt(cutoff)).limit(PRUNE_BATCH);
+        let deleted = visit::Entity::delete_many().filter(visit::Column::Id.in_subquery(batch.into_query())).exec(db).await?.rows_affected;
+        total += deleted;
+        if deleted < PRUNE_BATCH {
             return Ok(total);
         }
     }

@@ -150,13 +150,7 @@ async fn merchant_redemptions(
 #[utoipa::path(tag = "merchant", security(("bearer" = ["merchant_staff", "merchant_manager"])), responses((status = OK, body = MerchantStats)))]
 #[get("/merchant/stats")]
 async fn merchant_stats(state: web::Data<AppState>, staff: Staff) -> Result<web::Json<MerchantStats>, ApiError> {
-    let partner = staff.partner_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden))?;
-    let today = stats::beijing_day(state.clock.now());
-    let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
-    Ok(web::Json(MerchantStats {
-        today: stats::partner_counts(&state.db, partner, today, today).await?,
-        this_month: stats::partner_counts(&state.db, partner, first_of_month, today).await?,
-    }))
+    Ok(web::Json(service::merchant_stats(&state, &staff).await?))
 }
 
 /// A fresh QR token for the talent's card (changes every 30 s).
@@ -208,15 +202,10 @@ async fn my_redemptions(
 #[utoipa::path(tag = "catalogue", params(RevocationQuery), responses((status = OK, body = RevocationFeed)))]
 #[get("/cards/revocations")]
 async fn revocations(state: web::Data<AppState>, q: web::Query<RevocationQuery>) -> Result<web::Json<RevocationFeed>, ApiError> {
-    let limit = q.limit.unwrap_or(500);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(vec![crate::error::FieldError::new(
-            "limit",
-            "out_of_range",
-            crate::error::Text::new("limit 须在 1 到 1000 之间", "limit must be between 1 and 1000"),
-        )]));
-    }
-    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), limit).await?))
+    let mut errors = Vec::new();
+    let limit = crate::pagination::limit(q.limit, 500, 1000, &mut errors);
+    crate::validate::check(errors)?;
+    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), i64::try_from(limit).unwrap_or(1000)).await?))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -263,25 +252,27 @@ async fn admin_stats(
     req: HttpRequest,
     q: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let today = stats::beijing_day(state.clock.now());
-    let (report, limit, after) = stats_request(&q, today)?;
+    let (report, limit, after) = stats_request(&q, crate::clock::beijing_date(state.clock.now()))?;
     let wants_csv = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
     if wants_csv {
-        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").streaming(csv_stream(state.into_inner(), report)));
+        // The first page before the answer starts: a busy report pool is a 503, not a
+        // 200 cut short.
+        let first = report.page(&state.db_reports, Some(&state.db), None, CSV_PAGE).await?;
+        return Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").streaming(csv_stream(state.into_inner(), report, first)));
     }
-    let mut rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), limit + 1).await?;
-    let next_cursor = if rows.len() as u64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        rows.last().map(|r| crate::pagination::encode(&stats::Position::of(r)))
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(StatsPage { from: report.from, to: report.to, by: report.by, rows, next_cursor }))
+    let rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), limit + 1).await?;
+    let page = Page::from_rows(rows, limit, stats::Position::of, |r| r);
+    Ok(HttpResponse::Ok().json(StatsPage {
+        from: report.from,
+        to: report.to,
+        by: report.by,
+        rows: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 const STATS_MAX_DAYS: i64 = 366;
-const STATS_MAX_LIMIT: i64 = 1000;
-const STATS_DEFAULT_LIMIT: u64 = 500;
+const CSV_PAGE: u64 = 1000;
 
 fn stats_request(q: &StatsQuery, today: chrono::NaiveDate) -> Result<(stats::Report, u64, Option<stats::Position>), ApiError> {
     use crate::error::{FieldError, Text};
@@ -316,66 +307,49 @@ fn stats_request(q: &StatsQuery, today: chrono::NaiveDate) -> Result<(stats::Rep
     }
     by.sort();
     by.dedup();
-    let limit = match q.limit {
-        None => STATS_DEFAULT_LIMIT,
-        Some(n) if (1..=STATS_MAX_LIMIT).contains(&n) => n.unsigned_abs(),
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                "out_of_range",
-                Text::new("limit 须在 1 到 1000 之间", "limit must be between 1 and 1000"),
-            ));
-            STATS_DEFAULT_LIMIT
-        }
-    };
-    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => match crate::pagination::decode::<stats::Position>(c) {
-            Some(p) => Some(p),
-            None => {
-                errors.push(FieldError::new("cursor", "invalid", Text::new("cursor 无效", "cursor is not valid")));
-                None
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
+    let limit = crate::pagination::limit(q.limit, 500, CSV_PAGE, &mut errors);
+    let after = crate::pagination::cursor::<stats::Position>(q.cursor.as_deref(), &mut errors);
+    crate::validate::check(errors)?;
     Ok((stats::Report { from, to, by, partner: q.partner_id }, limit, after))
 }
 
-/// Every row of a report as CSV, a page at a time: memory stays one page whatever the
-/// size, and a client that goes away stops the next page.
+/// Every row of a report as CSV, a page at a time from `first` on: memory stays one page
+/// whatever the size, and a client that goes away stops the next page.
 fn csv_stream(
     state: std::sync::Arc<AppState>,
     report: stats::Report,
+    first: Vec<crate::redemption::dto::StatGroup>,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> {
-    const PAGE: u64 = 1000;
     let mut header: Vec<&str> = report.by.iter().map(|d| d.column()).collect();
     header.push("count");
-    let header = format!("{}\n", header.join(","));
-    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(web::Bytes::from(header)) });
-    let pages = futures_util::stream::try_unfold(Some(None::<stats::Position>), move |position| {
+    let after_first = if first.len() as u64 == CSV_PAGE { first.last().map(|r| Some(stats::Position::of(r))) } else { None };
+    let head = format!("{}\n{}", header.join(","), csv_rows(&first));
+    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(web::Bytes::from(head)) });
+    let pages = futures_util::stream::try_unfold(after_first, move |position| {
         let (state, report) = (state.clone(), report.clone());
         async move {
             let Some(after) = position else { return Ok(None) };
-            let rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), PAGE).await.map_err(|e| {
+            let rows = report.page(&state.db_reports, Some(&state.db), after.as_ref(), CSV_PAGE).await.map_err(|e| {
                 tracing::warn!(error = %e, "statistics export stopped");
                 std::io::Error::other(e.to_string())
             })?;
-            let next = if rows.len() as u64 == PAGE { rows.last().map(|r| Some(stats::Position::of(r))) } else { None };
-            let mut out = String::with_capacity(rows.len() * 64);
-            for r in &rows {
-                let fields = [r.day.clone(), r.partner_id.map(|p| p.to_string()), r.benefit_id.map(|b| b.to_string()), r.tier.clone()];
-                for f in fields.into_iter().flatten() {
-                    out.push_str(&f);
-                    out.push(',');
-                }
-                out.push_str(&r.count.to_string());
-                out.push('\n');
-            }
-            Ok(Some((web::Bytes::from(out), next)))
+            let next = if rows.len() as u64 == CSV_PAGE { rows.last().map(|r| Some(stats::Position::of(r))) } else { None };
+            Ok(Some((web::Bytes::from(csv_rows(&rows)), next)))
         }
     });
     futures_util::StreamExt::chain(first, pages)
+}
+
+fn csv_rows(rows: &[crate::redemption::dto::StatGroup]) -> String {
+    let mut out = String::with_capacity(rows.len() * 64);
+    for r in rows {
+        let fields = [r.day.clone(), r.partner_id.map(|p| p.to_string()), r.benefit_id.map(|b| b.to_string()), r.tier.clone()];
+        for f in fields.into_iter().flatten() {
+            out.push_str(&f);
+            out.push(',');
+        }
+        out.push_str(&r.count.to_string());
+        out.push('\n');
+    }
+    out
 }

@@ -30,7 +30,6 @@ use crate::catalog::dto::BenefitView;
 use crate::catalog::eligibility::eligible;
 use crate::catalog::period;
 use crate::catalog::service::offered_by;
-use crate::clock::BEIJING;
 use crate::crypto::Keyring;
 use crate::db;
 use crate::error::{ApiError, ErrorCode};
@@ -226,7 +225,7 @@ async fn check<C: ConnectionTrait>(
         visit_id: visit.id,
         period_key: period::window(benefit.period, now).key,
         tier: card.tier,
-        day: now.with_timezone(&BEIJING).format("%Y-%m-%d").to_string(),
+        day: crate::clock::day_key(crate::clock::beijing_date(now)),
         status: "completed".into(),
         created_at: now,
         voided_at: None,
@@ -447,6 +446,30 @@ pub async fn revocations(state: &AppState, since: i64, limit: i64) -> Result<Rev
         .collect();
     let next_since = items.last().map_or(since, |e| e.version);
     Ok(RevocationFeed { items, next_since, more })
+}
+
+/// Today's and this month's redemptions (Beijing calendar) at the staff member's partner,
+/// by benefit: one report of the month by day and benefit, from the statistics rollup.
+pub async fn merchant_stats(state: &AppState, staff: &SessionInfo) -> Result<super::dto::MerchantStats, ApiError> {
+    use super::stats::{Dimension, Report};
+    use std::collections::BTreeMap;
+    let partner = staff_partner(staff)?;
+    let today = crate::clock::beijing_date(state.clock.now());
+    let first_of_month = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+    let report = Report { from: first_of_month, to: today, by: vec![Dimension::Day, Dimension::Benefit], partner: Some(partner) };
+    // At most 31 days × the partner's benefits.
+    let rows = report.page(&state.db, None, None, 100_000).await?;
+    let today_key = crate::clock::day_key(today);
+    let (mut day, mut month) = (BTreeMap::new(), BTreeMap::new());
+    for r in rows {
+        let Some(benefit) = r.benefit_id else { continue };
+        *month.entry(benefit).or_insert(0) += r.count;
+        if r.day.as_deref() == Some(today_key.as_str()) {
+            *day.entry(benefit).or_insert(0) += r.count;
+        }
+    }
+    let counts = |m: BTreeMap<Uuid, i64>| m.into_iter().map(|(benefit_id, count)| super::dto::BenefitCount { benefit_id, count }).collect();
+    Ok(super::dto::MerchantStats { today: counts(day), this_month: counts(month) })
 }
 
 /// Rotates the QR signing key (audited).

@@ -20,8 +20,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use uuid::Uuid;
 
-use super::dto::{BenefitCount, StatGroup};
-use crate::clock::BEIJING;
+use super::dto::StatGroup;
+use crate::clock::day_key;
 use crate::error::ApiError;
 
 /// How far behind the clock the watermark stays.
@@ -145,10 +145,6 @@ pub struct Report {
     pub partner: Option<Uuid>,
 }
 
-fn day(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
-}
-
 impl Report {
     /// The rollup and the unfolded tail as rows `(day, partner_id, benefit_id, tier, n)`.
     fn source(&self, q: &mut Sql) {
@@ -157,7 +153,7 @@ impl Report {
             q.bind(WATERMARK).push(")");
         };
         let range = |q: &mut Sql| {
-            q.push(" AND day >= ").bind(day(self.from)).push(" AND day <= ").bind(day(self.to));
+            q.push(" AND day >= ").bind(day_key(self.from)).push(" AND day <= ").bind(day_key(self.to));
             if let Some(p) = self.partner {
                 q.push(" AND partner_id = ").bind(p);
             }
@@ -234,18 +230,6 @@ impl Report {
     }
 }
 
-/// A partner's completed redemptions by benefit since a Beijing date (merchant figures).
-pub async fn partner_counts(
-    db: &DatabaseConnection,
-    partner: Uuid,
-    since: NaiveDate,
-    today: NaiveDate,
-) -> Result<Vec<BenefitCount>, ApiError> {
-    let report = Report { from: since, to: today, by: vec![Dimension::Benefit], partner: Some(partner) };
-    let rows = report.page(db, None, None, 10_000).await?;
-    Ok(rows.into_iter().filter_map(|r| Some(BenefitCount { benefit_id: r.benefit_id?, count: r.count })).collect())
-}
-
 /// Runs a query; on PostgreSQL, if this future is dropped before the answer (the client
 /// disconnected and the request was dropped), the server is asked to cancel it.
 pub async fn query_cancellable(
@@ -296,11 +280,6 @@ impl Drop for CancelOnDrop {
             });
         }
     }
-}
-
-/// The Beijing date of an instant.
-pub fn beijing_day(t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&BEIJING).date_naive()
 }
 
 /// Where the rollup stands.

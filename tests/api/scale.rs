@@ -12,7 +12,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use serde_json::json;
 use uuid::Uuid;
 use zhuge_card::auth::Role;
-use zhuge_card::clock::Clock;
+use zhuge_card::clock::{Clock, beijing_date, day_key};
 use zhuge_card::redemption::stats::{self, Dimension, Position, Report};
 
 use crate::support::binary::{Service, free_port};
@@ -34,7 +34,7 @@ fn new_redemption(partner: Uuid, benefit: Uuid, tier: &str, created_at: DateTime
         visit_id: Set(Uuid::new_v4()),
         period_key: Set("y2026".into()),
         tier: Set(tier.into()),
-        day: Set(stats::beijing_day(created_at).format("%Y-%m-%d").to_string()),
+        day: Set(day_key(beijing_date(created_at))),
         status: Set("completed".into()),
         created_at: Set(created_at),
         voided_at: Set(None),
@@ -191,7 +191,7 @@ async fn admin_statistics_are_paged_grouped_as_asked_and_exported_as_streamed_cs
     assert_eq!((seen.len(), &seen), (30, &sorted));
 
     // A year is allowed, more is not; unknown dimensions, limits and cursors are 422.
-    let today = stats::beijing_day(now);
+    let today = beijing_date(now);
     let year = format!("/api/v1/admin/stats?by=day&from={}&to={today}", today - chrono::Duration::days(365));
     assert_eq!(app.get_as(&year, &operator.access).await.status(), 200);
     let longer = format!("/api/v1/admin/stats?from={}&to={today}", today - chrono::Duration::days(366));
@@ -237,7 +237,23 @@ async fn visits_are_kept_for_their_retention_and_idempotency_keys_for_48_hours()
     let left = visit::Entity::find().all(&app.state.db).await.unwrap();
     assert_eq!(left.len(), 3);
     assert!(left.iter().all(|v| v.created_at > now - chrono::Duration::days(30)));
-    assert_eq!(zhuge_card::config::Settings::default().visit_retention_days, 730);
+
+    // Idempotency keys: kept 48 hours, then forgotten.
+    let key_at = |key: &str, t: DateTime<Utc>| entity::idempotency_key::ActiveModel {
+        staff_id: Set(Uuid::new_v4()),
+        key: Set(key.into()),
+        request_hash: Set("h".into()),
+        status: Set("done".into()),
+        response_status: Set(Some(201)),
+        response_body: Set(Some("{}".into())),
+        locked_until: Set(t),
+        created_at: Set(t),
+    };
+    let keys = [key_at("old", now - chrono::Duration::hours(49)), key_at("young", now - chrono::Duration::hours(47))];
+    entity::idempotency_key::Entity::insert_many(keys).exec(&app.state.db).await.unwrap();
+    zhuge_card::redemption::retention::run_once(&app.state).await;
+    let kept: Vec<String> = entity::idempotency_key::Entity::find().all(&app.state.db).await.unwrap().into_iter().map(|k| k.key).collect();
+    assert_eq!(kept, ["young"]);
 }
 
 /// Fills the database with `n` redemptions over the past year at 1 000 partners, in the
@@ -302,7 +318,7 @@ async fn the_heaviest_report_never_takes_the_connections_talents_and_merchants_n
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     service.wait_ready(&client).await;
     let base = service.base.clone();
-    let today = stats::beijing_day(Utc::now());
+    let today = beijing_date(Utc::now());
     let heaviest = format!("{base}/api/v1/admin/stats?from={}&to={today}&limit=1000", today - chrono::Duration::days(365));
 
     // Six operators ask for a year of everything at once, as JSON and as CSV.
@@ -377,10 +393,9 @@ async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The report pool's one connection is free again for the next report.
-    let rows =
-        Report { from: stats::beijing_day(Utc::now()), to: stats::beijing_day(Utc::now()), by: vec![Dimension::Tier], partner: None }
-            .page(&app.state.db_reports, Some(&app.state.db), None, 10)
-            .await
-            .unwrap();
+    let rows = Report { from: beijing_date(Utc::now()), to: beijing_date(Utc::now()), by: vec![Dimension::Tier], partner: None }
+        .page(&app.state.db_reports, Some(&app.state.db), None, 10)
+        .await
+        .unwrap();
     assert!(rows.is_empty());
 }
