@@ -235,12 +235,15 @@ impl Report {
 pub async fn query_cancellable(
     db: &DatabaseConnection,
     canceller: &DatabaseConnection,
-    stmt: Statement,
+    mut stmt: Statement,
 ) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
     use sea_orm::TransactionTrait;
     if db.get_database_backend() != DbBackend::Postgres {
         return db.query_all_raw(stmt).await;
     }
+    // Marked, so that a late cancel finds this query and never the connection's next one.
+    let mark = uuid::Uuid::new_v4().simple().to_string();
+    stmt.sql = format!("/* report {mark} */ {}", stmt.sql);
     // A transaction pins one connection, whose backend pid names the query to cancel.
     let txn = db.begin().await?;
     let pid = txn
@@ -248,7 +251,7 @@ pub async fn query_cancellable(
         .await?
         .map(|r| r.try_get::<i32>("", "pid"))
         .transpose()?;
-    let guard = CancelOnDrop { pid, canceller: Some(canceller.clone()) };
+    let guard = CancelOnDrop { pid, mark, canceller: Some(canceller.clone()) };
     let rows = txn.query_all_raw(stmt).await;
     guard.disarm();
     txn.commit().await?;
@@ -257,6 +260,7 @@ pub async fn query_cancellable(
 
 struct CancelOnDrop {
     pid: Option<i32>,
+    mark: String,
     canceller: Option<DatabaseConnection>,
 }
 
@@ -269,9 +273,15 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let (Some(pid), Some(db)) = (self.pid, self.canceller.take()) else { return };
+        let mark = std::mem::take(&mut self.mark);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let stmt = Statement::from_sql_and_values(DbBackend::Postgres, "SELECT pg_cancel_backend($1)", [pid.into()]);
+                // Only if that backend is still running this very query.
+                let stmt = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND strpos(query, $2) > 0",
+                    [pid.into(), format!("/* report {mark} */").into()],
+                );
                 if let Err(e) = db.execute_raw(stmt).await {
                     tracing::warn!(error = %e, pid, "could not cancel an abandoned report query");
                 } else {
