@@ -7,9 +7,12 @@
 //! styles only from this origin, no inline script, nothing may frame the pages), and with
 //! HSTS when the request came over TLS (through a trusted proxy that says so).
 
+use std::io::Write;
+use std::sync::LazyLock;
+
 use actix_web::http::header;
-use actix_web::middleware::Compress;
 use actix_web::{HttpRequest, HttpResponse, web};
+use sha2::{Digest, Sha256};
 
 use crate::state::AppState;
 
@@ -58,13 +61,33 @@ pub fn find(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
 }
 
+/// What is served for an asset, worked out once per process: its gzip form and its
+/// validator (the files only change with the binary).
+struct Prepared {
+    gzip: Vec<u8>,
+    etag: String,
+}
+
+static PREPARED: LazyLock<Vec<Prepared>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|a| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            // Writing to a Vec cannot fail; an empty body would only cost compression.
+            let gzip = gz.write_all(a.bytes).and_then(|()| gz.finish()).unwrap_or_default();
+            let etag = format!("\"{}\"", hex::encode(&Sha256::digest(a.bytes)[..12]));
+            Prepared { gzip, etag }
+        })
+        .collect()
+});
+
 /// Registers the pages (outside the OpenAPI route table: they are not API).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::redirect("/console", "/console/"))
         .service(web::redirect("/scan", "/scan/"))
-        .service(web::resource("/console/").wrap(Compress::default()).get(console_index))
-        .service(web::resource("/scan/").wrap(Compress::default()).get(scan_index))
-        .service(web::resource("/{dir:console|scan|assets}/{file:.+}").wrap(Compress::default()).get(file));
+        .service(web::resource("/console/").get(console_index))
+        .service(web::resource("/scan/").get(scan_index))
+        .service(web::resource("/{dir:console|scan|assets}/{file:.+}").get(file));
 }
 
 async fn console_index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -82,22 +105,41 @@ async fn file(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(Str
 
 fn serve(req: &HttpRequest, state: &AppState, path: &str) -> HttpResponse {
     use actix_web::ResponseError;
-    let Some(asset) = find(path) else {
+    let Some(index) = ASSETS.iter().position(|a| a.path == path) else {
         return crate::error::ApiError::not_found().error_response();
     };
-    let mut res = HttpResponse::Ok();
-    res.content_type(asset.content_type)
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+    let (asset, prepared) = (&ASSETS[index], &PREPARED[index]);
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == prepared.etag || t.trim() == "*"));
+    let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    // X-Frame-Options, Referrer-Policy and nosniff come with every response (startup).
+    res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header(("cross-origin-opener-policy", "same-origin"))
         .insert_header(("permissions-policy", "camera=(self), microphone=(), geolocation=()"))
-        // Pages change with the binary; never serve a stale copy.
-        .insert_header((header::CACHE_CONTROL, "no-cache"));
+        .insert_header((header::ETAG, prepared.etag.clone()))
+        .insert_header((header::VARY, "accept-encoding"))
+        // Vendored files carry their version in their path; pages and our own code change
+        // with the binary, so they are revalidated (a 304 when unchanged).
+        .insert_header((
+            header::CACHE_CONTROL,
+            if asset.path.starts_with("assets/vendor/") { "public, max-age=31536000, immutable" } else { "no-cache" },
+        ));
     if over_tls(req, state) {
         res.insert_header((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"));
     }
-    res.body(asset.bytes)
+    if fresh {
+        return res.finish();
+    }
+    res.content_type(asset.content_type);
+    let gzip_ok = req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("gzip"));
+    if gzip_ok && !prepared.gzip.is_empty() {
+        res.insert_header((header::CONTENT_ENCODING, "gzip")).body(prepared.gzip.as_slice())
+    } else {
+        res.body(asset.bytes)
+    }
 }
 
 /// The service itself speaks plain HTTP; TLS ends at the proxy in front of it. Only a

@@ -420,6 +420,9 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     let (_, benefits) = service.call(reqwest::Method::GET, &format!("/admin/partners/{partner}/benefits"), Some(&admin), None).await;
     assert_eq!(benefits["items"][0]["period"], "month", "{benefits}");
     assert_eq!(benefits["items"][0]["quota"], 4);
+    // The form's checkbox groups arrive as lists: every tier (checked by default), no category.
+    assert_eq!(benefits["items"][0]["tiers"], json!(["A", "B", "C", "D", "E"]), "{benefits}");
+    assert_eq!(benefits["items"][0]["categories"], json!([]), "{benefits}");
 
     // A talent applies (the mini-program's part, through the API) with a document.
     let talent = service.talent("browser-talent").await;
@@ -459,7 +462,8 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     let revealed =
         log["items"].as_array().unwrap().iter().any(|e| e["action"] == "application.pii_view" && e["target_id"] == application["id"]);
     assert!(revealed, "the reveal is in the audit log");
-    s.script("const e = document.querySelector('#approve [name=tier]'); e.value = 'C';", json!([])).await;
+    // The reviewer grants another tier than the one claimed (C): the card must carry it.
+    s.script("const e = document.querySelector('#approve [name=tier]'); e.value = 'B';", json!([])).await;
     s.click("#approve button[type=submit]").await;
     // Approved: the console goes back to the queue.
     let deadline = Instant::now() + WAIT;
@@ -477,7 +481,7 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(card["status"], "active");
-    assert_eq!(card["tier"], "C");
+    assert_eq!(card["tier"], "B");
 
     // The talent's QR as it is now; then the reviewer suspends the card.
     let video = service.qr_video(&tools, &talent, work.path()).await;
@@ -665,6 +669,8 @@ async fn an_ended_session_signs_in_again_over_the_page_and_keeps_what_was_typed(
     assert_eq!(typed, "诸葛明", "what was typed is still there");
     assert!(s.text("#cards").await.contains("诸*明"), "the search ran after signing in again");
     let local = s.script("return JSON.stringify(Object.assign({}, localStorage))", json!([])).await;
-    assert!(!local.as_str().unwrap().contains("ey"), "no token in localStorage: {local}");
+    // Neither token: access tokens are JWTs (`ey…`), refresh tokens start `zrt_`.
+    let local = local.as_str().unwrap();
+    assert!(!local.contains("ey") && !local.contains("zrt_"), "no token in localStorage: {local}");
     b.session.quit().await;
 }

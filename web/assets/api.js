@@ -77,7 +77,7 @@ async function refresh() {
   return refreshing;
 }
 
-async function raw(method, path, { body, headers = {}, auth = false, accept = 'application/json', timeoutMs = 15000 } = {}) {
+async function raw(method, path, { body, headers = {}, auth = false, accept = 'application/json', timeoutMs = 15000, as } = {}) {
   const h = { accept, 'accept-language': getLang(), ...headers };
   if (body !== undefined) h['content-type'] = 'application/json';
   if (auth && access) h.authorization = 'Bearer ' + access;
@@ -93,6 +93,10 @@ async function raw(method, path, { body, headers = {}, auth = false, accept = 'a
     throw new NetworkError(String(e && e.message));
   } finally {
     clearTimeout(timer);
+  }
+  if (res.ok && as === 'blob') {
+    const b = await res.blob();
+    return { url: URL.createObjectURL(b), type: b.type };
   }
   const type = res.headers.get('content-type') || '';
   let data = null;
@@ -143,19 +147,9 @@ export async function blob(path, accept) {
 }
 
 /** `{url, type}` of a file from the API. */
-export async function blobWithType(path, accept) {
-  if ((!access || Date.now() > accessUntil) && sessionStorage.getItem(storeKey)) await refresh();
-  const res = await fetch(BASE + path, {
-    headers: { authorization: 'Bearer ' + access, accept, 'accept-language': getLang() },
-    cache: 'no-store', credentials: 'omit',
-  });
-  if (!res.ok) {
-    let body = null;
-    try { body = await res.json(); } catch (_) { /* not JSON */ }
-    throw new Problem(res.status, body);
-  }
-  const b = await res.blob();
-  return { url: URL.createObjectURL(b), type: b.type };
+export function blobWithType(path, accept) {
+  // Through api(): the same timeout, token refresh and sign-in prompt as every request.
+  return api('GET', path, { accept, as: 'blob', timeoutMs: 60000 });
 }
 
 /** Query string from an object, leaving out empty values. */

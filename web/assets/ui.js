@@ -63,7 +63,11 @@ export function dialog(title, fields, { submit = t('confirm'), danger = false, n
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       if (!form.reportValidity()) return;
-      const data = Object.fromEntries(new FormData(form).entries());
+      const fd = new FormData(form);
+      const data = Object.fromEntries(fd.entries());
+      // A group of checkboxes sharing a name is a list (empty when none is checked).
+      const boxes = [...form.querySelectorAll('input[type=checkbox]')].map((c) => c.name);
+      for (const name of new Set(boxes)) if (boxes.filter((n) => n === name).length > 1) data[name] = fd.getAll(name);
       dlg.close();
       resolve(data);
     });

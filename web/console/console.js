@@ -115,21 +115,24 @@ async function dashboard() {
   }
   if (!canStats) return;
   const today = beijingToday();
-  const from = new Date(Date.now() - 29 * 86400e3).toISOString();
-  const s = await api.get('/admin/stats' + api.qs({ from: fmtDate(from), to: today }));
-  const month = today.slice(0, 7);
+  const last30 = fmtDate(new Date(Date.now() - 29 * 86400e3).toISOString());
+  const monthStart = today.slice(0, 8) + '01';
+  // Three small reports, each grouped only as the page shows it (a page holds up to 1 000
+  // groups: days, partners, tiers).
+  const report = (by, from) => api.get('/admin/stats' + api.qs({ from, to: today, by, limit: 1000 }));
+  const [days, partners, tiers] = await Promise.all([report('day', monthStart < last30 ? monthStart : last30), report('partner', last30), report('tier', last30)]);
   const sum = (rows) => rows.reduce((n, r) => n + r.count, 0);
-  tiles.prepend(tile(t('dash.today'), sum(s.rows.filter((r) => r.day === today))), tile(t('dash.month'), sum(s.rows.filter((r) => r.day.startsWith(month)))));
+  tiles.prepend(tile(t('dash.today'), sum(days.rows.filter((r) => r.day === today))), tile(t('dash.month'), sum(days.rows.filter((r) => r.day >= monthStart))));
   const byDay = new Map();
   for (let i = 29; i >= 0; i--) byDay.set(fmtDate(new Date(Date.now() - i * 86400e3).toISOString()), 0);
-  for (const r of s.rows) if (byDay.has(r.day)) byDay.set(r.day, byDay.get(r.day) + r.count);
+  for (const r of days.rows) if (byDay.has(r.day)) byDay.set(r.day, byDay.get(r.day) + r.count);
   const chart = h('div', { class: 'chart', role: 'img', 'aria-label': `${t('dash.byday')}: ${[...byDay.values()].join(', ')}` });
   const partnerNames = await partnerNameMap();
-  const group = (key) => { const m = new Map(); for (const r of s.rows) m.set(r[key], (m.get(r[key]) || 0) + r.count); return [...m.entries()].sort((a, b) => b[1] - a[1]); };
+  const group = (s, key) => s.rows.map((r) => [r[key], r.count]).sort((a, b) => b[1] - a[1]);
   content.append(h('div', { class: 'grid-2' },
     h('section', { class: 'panel wide', 'aria-labelledby': 'byday-h' }, h('h2', { id: 'byday-h' }, t('dash.byday')), chart),
-    h('section', { class: 'panel', 'aria-labelledby': 'bypartner-h' }, h('h2', { id: 'bypartner-h' }, t('dash.bypartner')), bars(group('partner_id').slice(0, 10).map(([k, v]) => [partnerNames.get(k) || k.slice(0, 8), v]))),
-    h('section', { class: 'panel', 'aria-labelledby': 'bytier-h' }, h('h2', { id: 'bytier-h' }, t('dash.bytier')), bars(TIERS.map((x) => [t('tier.' + x), (group('tier').find(([k]) => k === x) || [0, 0])[1]])))));
+    h('section', { class: 'panel', 'aria-labelledby': 'bypartner-h' }, h('h2', { id: 'bypartner-h' }, t('dash.bypartner')), bars(group(partners, 'partner_id').slice(0, 10).map(([k, v]) => [partnerNames.get(k) || k.slice(0, 8), v]))),
+    h('section', { class: 'panel', 'aria-labelledby': 'bytier-h' }, h('h2', { id: 'bytier-h' }, t('dash.bytier')), bars(TIERS.map((x) => [t('tier.' + x), (group(tiers, 'tier').find(([k]) => k === x) || [0, 0])[1]])))));
   drawChart(chart, [...byDay.keys()], [...byDay.values()]);
 }
 
@@ -403,17 +406,9 @@ function benefitFields(b) {
 }
 
 function benefitBody(d) {
-  return { title: d.title, description: d.description || '', tiers: lastChecked.tiers, categories: lastChecked.categories,
+  return { title: d.title, description: d.description || '', tiers: d.tiers, categories: d.categories,
     quota: d.period === 'unlimited' ? null : Number(d.quota), period: d.period, status: d.status, offline_ok: d.offline_ok === 'true' };
 }
-
-// dialog() closes (and removes) its form before resolving; remember the checked boxes.
-const lastChecked = { tiers: [], categories: [] };
-document.addEventListener('submit', (ev) => {
-  const form = ev.target;
-  lastChecked.tiers = [...form.querySelectorAll('input[name=tiers]:checked')].map((x) => x.value);
-  lastChecked.categories = [...form.querySelectorAll('input[name=categories]:checked')].map((x) => x.value);
-}, true);
 
 // ---------- statistics ----------
 
@@ -422,17 +417,27 @@ async function stats() {
   const from = h('input', { type: 'date', name: 'from', value: today.slice(0, 8) + '01' });
   const to = h('input', { type: 'date', name: 'to', value: today });
   const out = h('div');
-  const csv = h('a', { class: 'btn ghost hidden', id: 'csv', download: 'zhuge-stats.csv' }, t('stats.csv'));
+  const csv = h('button', { type: 'button', class: 'btn ghost', id: 'csv' }, t('stats.csv'));
   const form = h('form', { class: 'search' }, field(t('stats.from'), from), field(t('stats.to'), to), h('button', { type: 'submit', class: 'btn primary' }, t('search')), csv);
   const names = await partnerNameMap();
+  const query = (cursor) => api.qs({ from: from.value, to: to.value, by: 'day,partner,tier', cursor });
+  const row = (r) => h('tr', {}, h('td', {}, r.day), h('td', {}, names.get(r.partner_id) || r.partner_id.slice(0, 8)), h('td', {}, r.tier), h('td', {}, String(r.count)));
   const run = async () => {
-    const q = api.qs({ from: from.value, to: to.value });
-    const s = await api.get('/admin/stats' + q);
-    out.replaceChildren(table([t('stats.day'), t('nav.partners'), t('scan.tier'), t('stats.count')],
-      s.rows.map((r) => h('tr', {}, h('td', {}, r.day), h('td', {}, names.get(r.partner_id) || r.partner_id.slice(0, 8)), h('td', {}, r.tier), h('td', {}, String(r.count)))), { id: 'stats' }));
-    csv.href = await api.blob('/admin/stats' + q, 'text/csv');
-    csv.classList.remove('hidden');
+    let s = await api.get('/admin/stats' + query());
+    const body = table([t('stats.day'), t('nav.partners'), t('scan.tier'), t('stats.count')], s.rows.map(row), { id: 'stats' });
+    const more = h('button', { type: 'button', class: 'btn ghost', hidden: !s.next_cursor }, t('more'));
+    more.addEventListener('click', () => act(async () => {
+      s = await api.get('/admin/stats' + query(s.next_cursor));
+      body.querySelector('tbody').append(...s.rows.map(row));
+      more.hidden = !s.next_cursor;
+    }, out));
+    out.replaceChildren(body, more);
   };
+  // The export runs the report again: only when asked for.
+  csv.addEventListener('click', () => act(async () => {
+    const link = h('a', { href: await api.blob('/admin/stats' + api.qs({ from: from.value, to: to.value, by: 'day,partner,tier' }), 'text/csv'), download: 'zhuge-stats.csv' });
+    link.click();
+  }, out));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); act(run, out); });
   content.append(pageHead(t('nav.stats')), h('section', { class: 'panel' }, form, out));
   await run();
