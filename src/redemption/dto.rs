@@ -128,7 +128,7 @@ pub struct RevocationFeed {
 pub struct RevocationQuery {
     /// The last `version` seen (0 for everything).
     pub since: Option<i64>,
-    /// 1–1000, default 500.
+    /// 1–1000, default 100; follow `more` for the rest.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }

@@ -203,9 +203,9 @@ async fn my_redemptions(
 #[get("/cards/revocations")]
 async fn revocations(state: web::Data<AppState>, q: web::Query<RevocationQuery>) -> Result<web::Json<RevocationFeed>, ApiError> {
     let mut errors = Vec::new();
-    let limit = crate::pagination::limit(q.limit, 500, 1000, &mut errors);
+    let limit = crate::pagination::limit(q.limit, service::REVOCATIONS_PAGE, service::REVOCATIONS_MAX, &mut errors);
     crate::validate::check(errors)?;
-    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), i64::try_from(limit).unwrap_or(1000)).await?))
+    Ok(web::Json(service::revocations(&state, q.since.unwrap_or(0).max(0), limit).await?))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

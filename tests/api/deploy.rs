@@ -369,3 +369,39 @@ async fn sigterm_under_load_fails_no_request() {
     // The listener is closed now.
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
+
+/// The first `key: value` after the first `after` in a YAML text (the manifests are plain
+/// enough to read by line; their schema is checked by `.ci/k8s.sh`).
+fn yaml_value<'a>(text: &'a str, after: &str, key: &str) -> &'a str {
+    let start = text.find(after).unwrap_or_else(|| panic!("no {after:?} in the manifest"));
+    let rest = &text[start..];
+    let line = rest.lines().find(|l| l.trim_start().starts_with(&format!("{key}:"))).unwrap_or_else(|| panic!("no {key} after {after:?}"));
+    line.split_once(':').unwrap().1.trim().trim_matches('"')
+}
+
+/// The Deployment gives a pod what the SIGTERM test above needs: the readiness-off delay
+/// plus the drain before it is killed, probes on the paths the service answers, and the
+/// port the ConfigMap makes it listen on.
+#[test]
+fn the_kubernetes_manifests_agree_with_how_the_service_shuts_down() {
+    let deployment = repo_file("deploy/k8s/deployment.yaml");
+    let config = repo_file("deploy/k8s/configmap.yaml");
+    let secs = |text: &str, key: &str| -> u64 { yaml_value(text, "", key).parse().unwrap() };
+    let delay = secs(&config, "ZHUGE_SHUTDOWN_DELAY_SECS");
+    let drain = secs(&config, "ZHUGE_SHUTDOWN_TIMEOUT_SECS");
+    let grace = secs(&deployment, "terminationGracePeriodSeconds");
+    assert!(grace > delay + drain, "grace {grace} s ≤ delay {delay} s + drain {drain} s: Kubernetes would SIGKILL a draining pod");
+    assert!(grace <= delay + drain + 15, "grace {grace} s keeps a stuck pod long after its drain ends");
+    assert!((2..=15).contains(&delay), "a {delay} s delay does not fit endpoint propagation");
+    assert!(!deployment.contains("preStop:"), "the service delays itself on SIGTERM; a preStop sleep would add to it");
+
+    assert_eq!(yaml_value(&deployment, "startupProbe:", "path"), "/healthz");
+    assert_eq!(yaml_value(&deployment, "livenessProbe:", "path"), "/healthz");
+    assert_eq!(yaml_value(&deployment, "readinessProbe:", "path"), "/readyz");
+    // /readyz answers within its 250 ms Redis budget plus a database ping; the probe waits longer.
+    let readiness_timeout: u64 = yaml_value(&deployment, "readinessProbe:", "timeoutSeconds").parse().unwrap();
+    assert!(readiness_timeout >= 1);
+    let listen = yaml_value(&config, "", "ZHUGE_LISTEN");
+    let port = yaml_value(&deployment, "ports:", "containerPort");
+    assert!(listen.ends_with(&format!(":{port}")), "ZHUGE_LISTEN {listen} is not the container port {port}");
+}

@@ -495,3 +495,40 @@ async fn a_request_whose_idempotency_claim_was_taken_over_changes_nothing() {
     let (_, again) = json(replay).await;
     assert_eq!(again["id"], body["id"]);
 }
+
+#[tokio::test]
+async fn the_revocation_feed_pages_by_version_until_more_is_false() {
+    let s = scene().await;
+    let reviewer = s.app.admin(Role::Reviewer).await;
+    let mut suspended = vec![s.holder.card_id];
+    for n in 0..2 {
+        suspended.push(s.app.issue_card(&format!("feed{n}"), "李四海", &id_number(60 + n), "C", "sci_tech").await.card_id);
+    }
+    for card in &suspended {
+        let path = format!("/api/v1/admin/cards/{card}/suspend");
+        assert_eq!(s.app.post_as(&path, &reviewer.access, &json!({"reason": "核查"})).await.status(), 200);
+    }
+
+    let (mut since, mut seen, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let (status, feed) = json(s.app.get(&format!("/api/v1/cards/revocations?since={since}&limit=2")).await).await;
+        assert_eq!(status, 200, "{feed}");
+        let items = feed["items"].as_array().unwrap();
+        assert!(items.len() <= 2, "{feed}");
+        seen.extend(items.iter().map(|i| i["card_ref"].as_str().unwrap().parse::<Uuid>().unwrap()));
+        since = feed["next_since"].as_i64().unwrap();
+        pages += 1;
+        if !feed["more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen, suspended, "each change once, in order");
+    // The default page holds them all; bad limits are refused, not clamped.
+    let (_, feed) = json(s.app.get("/api/v1/cards/revocations?since=0").await).await;
+    assert_eq!((feed["items"].as_array().unwrap().len(), feed["more"].as_bool()), (3, Some(false)));
+    for bad in ["0", "1001", "x"] {
+        let status = s.app.get(&format!("/api/v1/cards/revocations?limit={bad}")).await.status();
+        assert!(status == 422 || status == 400, "limit={bad}: {status}");
+    }
+}
