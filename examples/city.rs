@@ -734,18 +734,23 @@ async fn check(db: &DatabaseConnection, keyring: &Keyring) -> anyhow::Result<u32
         )
         .await?,
     );
-    expect(
-        "the statistics rollup plus its tail equals the completed redemptions",
-        scalar(
-            db,
-            "SELECT CAST(ABS((SELECT COUNT(*) FROM redemptions WHERE status = 'completed')
-               - (SELECT COALESCE(SUM(count), 0) FROM redemption_daily)
-               - (SELECT COUNT(*) FROM redemptions WHERE status = 'completed' AND created_at >= COALESCE((SELECT folded_until FROM stats_watermarks), '2000-01-01'))
-               + (SELECT COUNT(*) FROM redemptions WHERE voided_at >= COALESCE((SELECT folded_until FROM stats_watermarks), '2000-01-01')
-                    AND created_at < COALESCE((SELECT folded_until FROM stats_watermarks), '2000-01-01'))) AS BIGINT)",
-        )
-        .await?,
-    );
+    for rollup in zhuge_card::redemption::stats::ROLLUPS {
+        let (table, name) = (rollup.table, rollup.watermark);
+        let watermark = format!("COALESCE((SELECT folded_until FROM stats_watermarks WHERE name = '{name}'), '2000-01-01')");
+        expect(
+            &format!("the statistics rollup {table} plus its tail equals the completed redemptions"),
+            scalar(
+                db,
+                &format!(
+                    "SELECT CAST(ABS((SELECT COUNT(*) FROM redemptions WHERE status = 'completed')
+                       - (SELECT COALESCE(SUM(count), 0) FROM {table})
+                       - (SELECT COUNT(*) FROM redemptions WHERE status = 'completed' AND created_at >= {watermark})
+                       + (SELECT COUNT(*) FROM redemptions WHERE voided_at >= {watermark} AND created_at < {watermark})) AS BIGINT)"
+                ),
+            )
+            .await?,
+        );
+    }
     let chain = zhuge_card::audit::verify_chain(db, keyring, chrono::Utc::now()).await?;
     expect(
         "the audit trail (chain, anchored windows, row tags)",

@@ -2,8 +2,10 @@
 //! redemption (SPEC §9: 20 million rows).
 //!
 //! - `redemption_daily` counts completed redemptions by Beijing day, partner, benefit and
-//!   tier, for every redemption created before the watermark `stats_watermarks.folded_until`.
-//!   It is as of that moment: a redemption voided later still counts there.
+//!   tier, for every redemption created before its watermark (`stats_watermarks`). It is as
+//!   of that moment: a redemption voided later still counts there. `redemption_day_tier` is
+//!   the same by day and tier only, with a watermark of its own: a city-wide report by day
+//!   or tier reads at most 366 × 5 of its rows instead of millions (see [`Rollup`]).
 //! - A background fold ([`fold`]) moves the watermark forward: it adds the redemptions
 //!   created since (unless already voided by then) and takes off those created before it
 //!   but voided since. A redemption never writes to the rollup itself, so redemptions at
@@ -29,7 +31,29 @@ pub const FOLD_LAG: Duration = Duration::minutes(5);
 /// The longest stretch one fold transaction covers, so that catching up on a large
 /// backlog (a database that predates the rollup) is many short transactions.
 const FOLD_STEP: Duration = Duration::days(1);
-const WATERMARK: &str = "redemptions";
+
+/// A rollup table: the grain it counts at, and the watermark it is folded up to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rollup {
+    pub table: &'static str,
+    pub watermark: &'static str,
+    /// The dimensions it keeps, as columns of both it and `redemptions`.
+    columns: &'static str,
+    keeps: &'static [Dimension],
+}
+
+/// Day × partner × benefit × tier: any report can be answered from it.
+pub const FINE: Rollup =
+    Rollup { table: "redemption_daily", watermark: "redemptions", columns: "day, partner_id, benefit_id, tier", keeps: &Dimension::ALL };
+/// Day × tier: city-wide reports by day and tier.
+pub const DAY_TIER: Rollup = Rollup {
+    table: "redemption_day_tier",
+    watermark: "redemptions_day_tier",
+    columns: "day, tier",
+    keeps: &[Dimension::Day, Dimension::Tier],
+};
+/// Every rollup the fold maintains.
+pub const ROLLUPS: [&Rollup; 2] = [&FINE, &DAY_TIER];
 
 /// Before any redemption: the watermark of a database that was never folded.
 fn beginning() -> DateTime<Utc> {
@@ -146,11 +170,19 @@ pub struct Report {
 }
 
 impl Report {
-    /// The rollup and the unfolded tail as rows `(day, partner_id, benefit_id, tier, n)`.
+    /// The coarsest rollup that keeps what this report groups and filters by.
+    pub fn rollup(&self) -> &'static Rollup {
+        let fits =
+            |r: &Rollup| (self.partner.is_none() || r.keeps.contains(&Dimension::Partner)) && self.by.iter().all(|d| r.keeps.contains(d));
+        if fits(&DAY_TIER) { &DAY_TIER } else { &FINE }
+    }
+
+    /// The rollup and its unfolded tail as rows of the rollup's columns and `n`.
     fn source(&self, q: &mut Sql) {
+        let rollup = self.rollup();
         let watermark = |q: &mut Sql| {
             q.push("(SELECT COALESCE(MAX(folded_until), ").bind(beginning()).push(") FROM stats_watermarks WHERE name = ");
-            q.bind(WATERMARK).push(")");
+            q.bind(rollup.watermark).push(")");
         };
         let range = |q: &mut Sql| {
             q.push(" AND day >= ").bind(day_key(self.from)).push(" AND day <= ").bind(day_key(self.to));
@@ -158,13 +190,14 @@ impl Report {
                 q.push(" AND partner_id = ").bind(p);
             }
         };
-        q.push("SELECT day, partner_id, benefit_id, tier, count AS n FROM redemption_daily WHERE 1 = 1");
+        let columns = rollup.columns;
+        q.push(&format!("SELECT {columns}, count AS n FROM {} WHERE 1 = 1", rollup.table));
         range(q);
-        q.push(" UNION ALL SELECT day, partner_id, benefit_id, tier, 1 AS n FROM redemptions WHERE created_at >= ");
+        q.push(&format!(" UNION ALL SELECT {columns}, 1 AS n FROM redemptions WHERE created_at >= "));
         watermark(q);
         q.push(" AND status = 'completed'");
         range(q);
-        q.push(" UNION ALL SELECT day, partner_id, benefit_id, tier, -1 AS n FROM redemptions WHERE voided_at >= ");
+        q.push(&format!(" UNION ALL SELECT {columns}, -1 AS n FROM redemptions WHERE voided_at >= "));
         watermark(q);
         q.push(" AND created_at < ");
         watermark(q);
@@ -292,28 +325,39 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Where the rollup stands.
-pub async fn watermark<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
+/// Where a rollup stands.
+pub async fn watermark<C: ConnectionTrait>(db: &C, rollup: &Rollup) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
     let mut q = Sql::new(db.get_database_backend());
-    q.push("SELECT folded_until FROM stats_watermarks WHERE name = ").bind(WATERMARK);
+    q.push("SELECT folded_until FROM stats_watermarks WHERE name = ").bind(rollup.watermark);
     match db.query_one_raw(q.build()).await? {
         Some(row) => Ok(Some(row.try_get::<DateTime<Utc>>("", "folded_until")?)),
         None => Ok(None),
     }
 }
 
-/// Folds redemptions (and voids) up to `now - FOLD_LAG` into the rollup, in steps of at
-/// most [`FOLD_STEP`], each its own transaction. Returns how many steps it took. Callers
-/// make sure only one fold runs at a time (see [`spawn`]); two at once would still not
-/// double count on PostgreSQL (the watermark row is locked and re-read), but would wait.
+/// Folds redemptions (and voids) up to `now - FOLD_LAG` into every rollup. Returns how
+/// many steps it took.
 pub async fn fold(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u32, sea_orm::DbErr> {
+    let mut steps = 0;
+    for rollup in ROLLUPS {
+        steps += fold_rollup(db, rollup, now).await?;
+    }
+    Ok(steps)
+}
+
+/// Folds one rollup up to `now - FOLD_LAG`, in steps of at most [`FOLD_STEP`], each its
+/// own transaction. Callers make sure only one fold runs at a time (see [`spawn`]); two at
+/// once would still not double count on PostgreSQL (the watermark row is locked and
+/// re-read), but would wait.
+async fn fold_rollup(db: &DatabaseConnection, rollup: &Rollup, now: DateTime<Utc>) -> Result<u32, sea_orm::DbErr> {
     let target = now - FOLD_LAG;
+    let columns = rollup.columns;
     let mut steps = 0;
     loop {
         let txn = crate::db::begin_write(db).await?;
         let backend = txn.get_database_backend();
         let mut q = Sql::new(backend);
-        q.push("SELECT folded_until FROM stats_watermarks WHERE name = ").bind(WATERMARK);
+        q.push("SELECT folded_until FROM stats_watermarks WHERE name = ").bind(rollup.watermark);
         if backend == DbBackend::Postgres {
             q.push(" FOR UPDATE");
         }
@@ -338,19 +382,19 @@ pub async fn fold(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u32, se
         }
         let end = (start + FOLD_STEP).min(target).max(start);
         let mut q = Sql::new(backend);
-        q.push("INSERT INTO redemption_daily (day, partner_id, benefit_id, tier, count) SELECT day, partner_id, benefit_id, tier, SUM(n) FROM (");
+        q.push(&format!("INSERT INTO {} ({columns}, count) SELECT {columns}, SUM(n) FROM (", rollup.table));
         // Created in [start, end) and not voided by `end`: counted.
-        q.push("SELECT day, partner_id, benefit_id, tier, 1 AS n FROM redemptions WHERE created_at >= ").bind(start);
+        q.push(&format!("SELECT {columns}, 1 AS n FROM redemptions WHERE created_at >= ")).bind(start);
         q.push(" AND created_at < ").bind(end).push(" AND (voided_at IS NULL OR voided_at >= ").bind(end).push(")");
         // Created before `start` (so counted) and voided in [start, end): taken off.
-        q.push(" UNION ALL SELECT day, partner_id, benefit_id, tier, -1 AS n FROM redemptions WHERE voided_at >= ").bind(start);
+        q.push(&format!(" UNION ALL SELECT {columns}, -1 AS n FROM redemptions WHERE voided_at >= ")).bind(start);
         q.push(" AND voided_at < ").bind(end).push(" AND created_at < ").bind(start);
         // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
-        q.push(") s WHERE 1 = 1 GROUP BY day, partner_id, benefit_id, tier ");
-        q.push("ON CONFLICT (day, partner_id, benefit_id, tier) DO UPDATE SET count = redemption_daily.count + excluded.count");
+        q.push(&format!(" ) s WHERE 1 = 1 GROUP BY {columns} "));
+        q.push(&format!("ON CONFLICT ({columns}) DO UPDATE SET count = {}.count + excluded.count", rollup.table));
         txn.execute_raw(q.build()).await?;
         let mut q = Sql::new(backend);
-        q.push("INSERT INTO stats_watermarks (name, folded_until) VALUES (").bind(WATERMARK).push(", ").bind(end);
+        q.push("INSERT INTO stats_watermarks (name, folded_until) VALUES (").bind(rollup.watermark).push(", ").bind(end);
         q.push(") ON CONFLICT (name) DO UPDATE SET folded_until = excluded.folded_until");
         txn.execute_raw(q.build()).await?;
         txn.commit().await?;

@@ -72,6 +72,24 @@ async fn report_all(db: &sea_orm::DatabaseConnection, report: &Report, limit: u6
     }
 }
 
+/// The truth summed by (day, tier).
+fn coarse(fine: &BTreeMap<(String, Uuid, Uuid, String), i64>) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    for ((day, _, _, tier), n) in fine {
+        *out.entry((day.clone(), tier.clone())).or_insert(0) += n;
+    }
+    out.retain(|_, n| *n != 0);
+    out
+}
+
+/// A city-wide report by day and tier, which the day × tier rollup answers.
+async fn by_day_and_tier(db: &sea_orm::DatabaseConnection, everything: &Report) -> BTreeMap<(String, String), i64> {
+    let report = Report { by: vec![Dimension::Day, Dimension::Tier], ..everything.clone() };
+    assert_eq!(report.rollup(), &stats::DAY_TIER);
+    let rows = report.page(db, None, None, 1000).await.unwrap();
+    rows.into_iter().map(|r| ((r.day.unwrap(), r.tier.unwrap()), r.count)).collect()
+}
+
 #[tokio::test]
 async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_voids() {
     let (mut settings, db) = test_settings().await;
@@ -123,10 +141,14 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         }
         let expected = truth(conn).await;
         assert_eq!(report_all(conn, &everything, 7).await, expected, "round {round}, before the fold");
+        assert_eq!(by_day_and_tier(conn, &everything).await, coarse(&expected), "round {round}, day × tier before the fold");
         let steps = stats::fold_once_exclusively(conn, clock.now()).await.unwrap();
         assert!(steps >= 1, "round {round}: nothing folded");
         assert_eq!(report_all(conn, &everything, 1000).await, expected, "round {round}, after the fold");
-        assert!(stats::watermark(conn).await.unwrap().unwrap() <= clock.now() - stats::FOLD_LAG);
+        assert_eq!(by_day_and_tier(conn, &everything).await, coarse(&expected), "round {round}, the day × tier rollup");
+        for rollup in stats::ROLLUPS {
+            assert!(stats::watermark(conn, rollup).await.unwrap().unwrap() <= clock.now() - stats::FOLD_LAG);
+        }
         clock.advance(chrono::Duration::hours(rng.random_range(1..30)));
     }
     let folded: i64 = conn
@@ -146,6 +168,7 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), total, "{by:?}");
     }
     let mine = Report { partner: Some(partners[0]), ..everything.clone() };
+    assert_eq!(Report { by: vec![Dimension::Day], ..mine.clone() }.rollup(), &stats::FINE, "one partner needs the fine grain");
     let expected: i64 = truth(conn).await.iter().filter(|(k, _)| k.1 == partners[0]).map(|(_, n)| n).sum();
     assert_eq!(report_all(conn, &mine, 5).await.values().sum::<i64>(), expected);
 }
@@ -398,4 +421,61 @@ async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
         .await
         .unwrap();
     assert!(rows.is_empty());
+}
+
+/// Upgrading a database whose fine rollup is folded: the day × tier rollup starts as its
+/// sum, at the same watermark, so no redemption is counted twice or missed by the tail.
+#[tokio::test]
+async fn the_day_and_tier_rollup_starts_from_the_fine_rollup_on_upgrade() {
+    use migration::MigratorTrait;
+    let db = crate::support::TestDatabase::create().await;
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    migration::Migrator::up(&conn, None).await.unwrap();
+    migration::Migrator::down(&conn, Some(1)).await.unwrap();
+    let folded = at("2026-03-02T04:00:00Z");
+    let (p, b1, b2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (day, benefit, tier, n) in
+        [("2026-03-01", b1, "A", 3), ("2026-03-01", b2, "A", 4), ("2026-03-01", b1, "C", 2), ("2026-03-02", b2, "C", 0)]
+    {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+                "INSERT INTO redemption_daily (day, partner_id, benefit_id, tier, count) VALUES ($1, $2, $3, $4, $5)"
+            } else {
+                "INSERT INTO redemption_daily (day, partner_id, benefit_id, tier, count) VALUES (?, ?, ?, ?, ?)"
+            },
+            [day.into(), p.into(), benefit.into(), tier.into(), i64::from(n).into()],
+        ))
+        .await
+        .unwrap();
+    }
+    redemption::Entity::insert(new_redemption(p, b1, "A", folded + chrono::Duration::minutes(1))).exec(&conn).await.unwrap();
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            "INSERT INTO stats_watermarks (name, folded_until) VALUES ('redemptions', $1)"
+        } else {
+            "INSERT INTO stats_watermarks (name, folded_until) VALUES ('redemptions', ?)"
+        },
+        [folded.into()],
+    ))
+    .await
+    .unwrap();
+
+    migration::Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(stats::watermark(&conn, &stats::DAY_TIER).await.unwrap(), Some(folded));
+    let report = Report {
+        from: at("2026-02-28T00:00:00Z").date_naive(),
+        to: folded.date_naive(),
+        by: vec![Dimension::Day, Dimension::Tier],
+        partner: None,
+    };
+    assert_eq!(report.rollup(), &stats::DAY_TIER);
+    let rows: Vec<(String, String, i64)> =
+        report.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.day.unwrap(), r.tier.unwrap(), r.count)).collect();
+    // 3 + 4 folded for A on the 1st, 2 for C; the unfolded one of the 2nd (Beijing) comes from the tail.
+    let expected = vec![("2026-03-01".into(), "A".into(), 7), ("2026-03-01".into(), "C".into(), 2), ("2026-03-02".into(), "A".into(), 1)];
+    assert_eq!(rows, expected);
+    let fine = Report { partner: Some(p), ..report };
+    assert_eq!(fine.page(&conn, None, None, 100).await.unwrap().iter().map(|r| r.count).sum::<i64>(), 10, "the fine rollup agrees");
 }
