@@ -1,7 +1,7 @@
 //! Card rules: issuing numbers, the lifecycle (suspend, resume, revoke, renew, change),
 //! each change an event and an audit entry; the holder's and the admins' views.
 
-use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, Utc};
 use entity::{card, card_event};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
@@ -68,7 +68,7 @@ pub fn expiry_after(from: DateTime<Utc>, years: i32) -> DateTime<Utc> {
     let months = u32::try_from(years.clamp(1, 10) * 12).unwrap_or(36);
     let target = date.checked_add_months(Months::new(months)).unwrap_or(date);
     let next_day = target.succ_opt().unwrap_or(target);
-    BEIJING.from_local_datetime(&next_day.and_hms_opt(0, 0, 0).unwrap_or_default()).single().map_or(from, |d| d.with_timezone(&Utc))
+    crate::clock::beijing_midnight(next_day)
 }
 
 pub fn check_valid_years(years: Option<i32>, errors: &mut Vec<FieldError>) {
