@@ -347,10 +347,15 @@ pub async fn live_card_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<O
 /// The holder's personal data for an admin; the viewing itself is audited.
 pub async fn pii(state: &AppState, actor: &Actor, card_id: Uuid) -> Result<CardPii, ApiError> {
     let card = card::Entity::find_by_id(card_id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
+    let phone = match entity::user::Entity::find_by_id(card.user_id).one(&state.db).await?.and_then(|u| u.phone_enc) {
+        Some(enc) => Some(state.keyring.decrypt(crate::auth::service::PHONE_CONTEXT, &enc)?),
+        None => None,
+    };
     let view = CardPii {
         card_id,
         holder_name: state.keyring.decrypt(NAME_CONTEXT, &card.holder_name_enc)?,
         id_number: state.keyring.decrypt(ID_CONTEXT, &card.id_number_enc)?,
+        phone,
     };
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;
