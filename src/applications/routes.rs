@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::documents;
 use super::dto::{
-    ApplicationCount, ApplicationFilter, ApplicationPii, ApplicationView, Approve, CountQuery, DocumentUpload, DocumentView, NewApplication,
-    Reject,
+    ApplicationCount, ApplicationFilter, ApplicationPii, ApplicationView, Approve, CountQuery, DocumentUpload, DocumentView,
+    NewApplication, Reject,
 };
 use super::service;
 use crate::auth::{RequestMeta, Reviewer, Talent};

@@ -392,8 +392,13 @@ async fn page_of<P: serde::Serialize>(
         ids
     };
     let (card_ids, benefit_ids) = (ids(|r| r.card_id), ids(|r| r.benefit_id));
-    let numbers: HashMap<Uuid, String> =
-        card::Entity::find().filter(card::Column::Id.is_in(card_ids)).all(&state.db).await?.into_iter().map(|c| (c.id, c.card_no)).collect();
+    let numbers: HashMap<Uuid, String> = card::Entity::find()
+        .filter(card::Column::Id.is_in(card_ids))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.card_no))
+        .collect();
     let titles: HashMap<Uuid, String> = benefit::Entity::find()
         .filter(benefit::Column::Id.is_in(benefit_ids))
         .all(&state.db)
@@ -420,9 +425,9 @@ impl Position {
     /// Rows after this position in the order `created_at DESC, id DESC`.
     fn after(&self) -> sea_orm::Condition {
         use sea_orm::Condition;
-        Condition::any().add(redemption::Column::CreatedAt.lt(self.at)).add(
-            Condition::all().add(redemption::Column::CreatedAt.eq(self.at)).add(redemption::Column::Id.lt(self.id)),
-        )
+        Condition::any()
+            .add(redemption::Column::CreatedAt.lt(self.at))
+            .add(Condition::all().add(redemption::Column::CreatedAt.eq(self.at)).add(redemption::Column::Id.lt(self.id)))
     }
 }
 
@@ -467,11 +472,7 @@ impl PartnerRedemptions {
         if let (Some(from), Some(to)) = (filter.from, filter.to)
             && from > to
         {
-            errors.push(FieldError::new(
-                "from",
-                "range",
-                Text::new("开始日期不能晚于结束日期", "from must not be after to"),
-            ));
+            errors.push(FieldError::new("from", "range", Text::new("开始日期不能晚于结束日期", "from must not be after to")));
         }
         validate::check(errors)?;
         if let StaffScope::One(id) = scope
@@ -491,7 +492,12 @@ impl PartnerRedemptions {
 }
 
 /// Newest first, a page at a time along `(partner_id[, staff_id], created_at)`.
-pub async fn for_partner(state: &AppState, staff: &SessionInfo, list: &PartnerRedemptions, page: &PageParams) -> Result<Page<RedemptionView>, ApiError> {
+pub async fn for_partner(
+    state: &AppState,
+    staff: &SessionInfo,
+    list: &PartnerRedemptions,
+    page: &PageParams,
+) -> Result<Page<RedemptionView>, ApiError> {
     let partner_id = staff_partner(staff)?;
     let (limit, after) = page.parse::<Position>()?;
     let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
@@ -510,12 +516,7 @@ pub async fn for_partner(state: &AppState, staff: &SessionInfo, list: &PartnerRe
     if let Some(after) = after {
         q = q.filter(after.after());
     }
-    let rows = q
-        .order_by_desc(redemption::Column::CreatedAt)
-        .order_by_desc(redemption::Column::Id)
-        .limit(limit + 1)
-        .all(&state.db)
-        .await?;
+    let rows = q.order_by_desc(redemption::Column::CreatedAt).order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
     page_of(state, rows, limit, Position::of).await
 }
 

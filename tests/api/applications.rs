@@ -268,9 +268,12 @@ async fn the_review_queue_has_an_exact_count() {
     let operator = app.admin(Role::Operator).await;
     assert_problem(app.get_as("/api/v1/admin/applications/count?status=submitted", &operator.access).await, 403, "forbidden").await;
     for query in ["?status=pending", ""] {
-        let problem =
-            assert_problem(app.get_as(&format!("/api/v1/admin/applications/count{query}"), &reviewer.access).await, 422, "validation_failed")
-                .await;
+        let problem = assert_problem(
+            app.get_as(&format!("/api/v1/admin/applications/count{query}"), &reviewer.access).await,
+            422,
+            "validation_failed",
+        )
+        .await;
         assert_eq!(problem["errors"][0]["field"], "status", "{query}: {problem}");
     }
 }
