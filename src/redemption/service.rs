@@ -412,7 +412,7 @@ async fn page_of<P: serde::Serialize>(
 
 /// Where a page of redemptions stopped: newest first by time, then id.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Position {
+pub struct Position {
     at: DateTime<Utc>,
     id: Uuid,
 }
@@ -500,24 +500,31 @@ pub async fn for_partner(
 ) -> Result<Page<RedemptionView>, ApiError> {
     let partner_id = staff_partner(staff)?;
     let (limit, after) = page.parse::<Position>()?;
-    let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
-    if let StaffScope::One(id) = list.staff {
-        q = q.filter(redemption::Column::StaffId.eq(id));
-    }
-    if let Some(b) = list.benefit {
-        q = q.filter(redemption::Column::BenefitId.eq(b));
-    }
-    if let Some(start) = list.start {
-        q = q.filter(redemption::Column::CreatedAt.gte(start));
-    }
-    if let Some(end) = list.end {
-        q = q.filter(redemption::Column::CreatedAt.lt(end));
-    }
-    if let Some(after) = after {
-        q = q.filter(after.after());
-    }
-    let rows = q.order_by_desc(redemption::Column::CreatedAt).order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
+    let rows = list.query(partner_id, after.as_ref()).limit(limit + 1).all(&state.db).await?;
     page_of(state, rows, limit, Position::of).await
+}
+
+impl PartnerRedemptions {
+    /// The list's query after `after`, newest first (a test checks its plan).
+    pub fn query(&self, partner_id: Uuid, after: Option<&Position>) -> sea_orm::Select<redemption::Entity> {
+        let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
+        if let StaffScope::One(id) = self.staff {
+            q = q.filter(redemption::Column::StaffId.eq(id));
+        }
+        if let Some(b) = self.benefit {
+            q = q.filter(redemption::Column::BenefitId.eq(b));
+        }
+        if let Some(start) = self.start {
+            q = q.filter(redemption::Column::CreatedAt.gte(start));
+        }
+        if let Some(end) = self.end {
+            q = q.filter(redemption::Column::CreatedAt.lt(end));
+        }
+        if let Some(after) = after {
+            q = q.filter(after.after());
+        }
+        q.order_by_desc(redemption::Column::CreatedAt).order_by_desc(redemption::Column::Id)
+    }
 }
 
 /// The talent's own redemptions, over all their cards, newest first.

@@ -605,3 +605,53 @@ async fn the_desk_list_filters_by_staff_and_beijing_dates_and_pages_by_time() {
 async fn list_raw(s: &Scene, who: &Tokens, query: &str) -> reqwest::Response {
     s.app.get_as(&format!("/api/v1/merchant/redemptions{query}"), &who.access).await
 }
+
+/// On PostgreSQL at city scale, the desk list reads along an index: one staff member's
+/// rows along `(partner_id, staff_id, created_at)`, the partner's along
+/// `(partner_id, created_at)`, never a scan of every redemption.
+#[tokio::test]
+async fn the_desk_list_reads_along_an_index() {
+    use sea_orm::{ConnectionTrait, DbBackend, QuerySelect, QueryTrait, Statement};
+    use zhuge_card::redemption::service::{PartnerRedemptions, StaffScope};
+    if crate::support::postgres_url().is_none() {
+        eprintln!("skipped: query plans are checked on PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    // 200 partners, 4 staff each, 40 000 redemptions over half a day.
+    db.execute_unprepared(
+        "INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at, tag)
+         SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(),
+           ('00000000-0000-0000-0000-' || lpad(to_hex(n % 200), 12, '0'))::uuid,
+           ('00000000-0000-0000-0001-' || lpad(to_hex(n % 800), 12, '0'))::uuid,
+           gen_random_uuid(), 'y2026', 'B', '2026-12-01', 'completed', timestamptz '2026-12-01 00:00+08' + n * interval '1 second', ''
+         FROM generate_series(1, 40000) n",
+    )
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE redemptions").await.unwrap();
+    let partner: Uuid = "00000000-0000-0000-0000-000000000007".parse().unwrap();
+    let staff: Uuid = "00000000-0000-0000-0001-000000000007".parse().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let plan = |list: PartnerRedemptions| async move {
+        let stmt = list.query(partner, None).limit(101).build(DbBackend::Postgres);
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = db.query_all_raw(explain).await.unwrap();
+        rows.iter().map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap()).collect::<Vec<_>>().join("\n")
+    };
+    let today = |staff| PartnerRedemptions {
+        benefit: None,
+        staff,
+        start: Some(zhuge_card::clock::beijing_midnight(day)),
+        end: Some(zhuge_card::clock::beijing_midnight(day.succ_opt().unwrap())),
+    };
+    let mine = plan(today(StaffScope::One(staff))).await;
+    assert!(mine.contains("idx_redemptions_partner_staff_created") && !mine.contains("Seq Scan"), "{mine}");
+    let partners = plan(today(StaffScope::Partner)).await;
+    assert!(partners.contains("idx_redemptions_partner_created") && !partners.contains("Seq Scan"), "{partners}");
+}
