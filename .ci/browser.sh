@@ -11,6 +11,8 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+# A Chinese font, or the screenshots show the pages' Chinese as empty boxes.
+{ command -v fc-list >/dev/null && fc-list :lang=zh | grep -q .; } || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "browser: installing ${missing[*]}"
   as_root apt-get update -qq >/dev/null || true

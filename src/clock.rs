@@ -51,3 +51,13 @@ pub fn beijing_date(at: DateTime<Utc>) -> chrono::NaiveDate {
 pub fn day_key(date: chrono::NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
+
+/// The instant a Beijing calendar date begins (Asia/Shanghai has had no DST since 1991, so
+/// local midnight is unambiguous): where a day's range of instants starts.
+pub fn beijing_midnight(date: chrono::NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    BEIJING
+        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .single()
+        .map_or_else(|| date.and_time(chrono::NaiveTime::MIN).and_utc() - Duration::hours(8), |d| d.with_timezone(&Utc))
+}

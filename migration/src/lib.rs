@@ -13,6 +13,7 @@ mod m20261129_000007_state_checks;
 mod m20261129_000008_login_failures;
 mod m20261202_000009_ledger_tags;
 mod m20261202_000010_statistics_rollup;
+mod m20261202_000011_redemption_staff_index;
 mod m20261202_000012_day_tier_rollup;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_login_failures::Migration),
             Box::new(m20261202_000009_ledger_tags::Migration),
             Box::new(m20261202_000010_statistics_rollup::Migration),
+            Box::new(m20261202_000011_redemption_staff_index::Migration),
             Box::new(m20261202_000012_day_tier_rollup::Migration),
         ]
     }

@@ -113,6 +113,20 @@ pub struct ApplicationFilter {
     pub status: Option<ApplicationStatus>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CountQuery {
+    /// Which applications to count.
+    pub status: ApplicationStatus,
+}
+
+/// How many applications are in one status (the review queue's length, say).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationCount {
+    pub status: ApplicationStatus,
+    pub count: u64,
+}
+
 /// The body of `POST /me/documents`. It documents the request; the handler reads the
 /// multipart stream.
 #[derive(ToSchema)]

@@ -7,7 +7,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::documents;
-use super::dto::{ApplicationFilter, ApplicationPii, ApplicationView, Approve, DocumentUpload, DocumentView, NewApplication, Reject};
+use super::dto::{
+    ApplicationCount, ApplicationFilter, ApplicationPii, ApplicationView, Approve, CountQuery, DocumentUpload, DocumentView,
+    NewApplication, Reject,
+};
 use super::service;
 use crate::auth::{RequestMeta, Reviewer, Talent};
 use crate::error::{ApiError, ProblemBody};
@@ -21,6 +24,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(upload)
         .service(my_document)
         .service(admin_list)
+        // Before `/admin/applications/{id}`, which would take `count` for an id.
+        .service(admin_count)
         .service(admin_get)
         .service(admin_pii)
         .service(approve)
@@ -105,6 +110,20 @@ async fn admin_list(
     page: web::Query<PageParams>,
 ) -> Result<web::Json<Page<ApplicationView>>, ApiError> {
     Ok(web::Json(service::admin_list(&state, &filter, &page).await?))
+}
+
+/// How many applications are in a status: the exact length of the review queue with
+/// `status=submitted`.
+#[utoipa::path(
+    operation_id = "admin_count_applications",
+    tag = "admin applications",
+    params(CountQuery),
+    security(("bearer" = ["reviewer", "super_admin"])),
+    responses((status = OK, body = ApplicationCount), (status = FORBIDDEN, body = ProblemBody), (status = UNPROCESSABLE_ENTITY, body = ProblemBody))
+)]
+#[get("/admin/applications/count")]
+async fn admin_count(state: web::Data<AppState>, _: Reviewer, q: web::Query<CountQuery>) -> Result<web::Json<ApplicationCount>, ApiError> {
+    Ok(web::Json(ApplicationCount { status: q.status, count: service::count(&state, q.status).await? }))
 }
 
 #[utoipa::path(tag = "admin applications", security(("bearer" = ["reviewer", "super_admin"])), responses((status = OK, body = ApplicationView), (status = NOT_FOUND, body = ProblemBody)))]

@@ -219,6 +219,11 @@ pub async fn admin_list(state: &AppState, filter: &ApplicationFilter, page: &Pag
     Ok(Page { items: page.items.into_iter().collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
 }
 
+/// How many applications are in `status`: one `COUNT` along `idx_applications_status`.
+pub async fn count(state: &AppState, status: ApplicationStatus) -> Result<u64, ApiError> {
+    Ok(application::Entity::find().filter(application::Column::Status.eq(status.as_str())).count(&state.db).await?)
+}
+
 async fn notify<C: sea_orm::ConnectionTrait>(
     txn: &C,
     user_id: Uuid,

@@ -134,6 +134,9 @@ pub struct CardPii {
     pub card_id: Uuid,
     pub holder_name: String,
     pub id_number: String,
+    /// The mobile number the holder bound through WeChat; `null` when none is bound.
+    #[schema(example = "13812345678")]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,7 +1,7 @@
 //! Card rules: issuing numbers, the lifecycle (suspend, resume, revoke, renew, change),
 //! each change an event and an audit entry; the holder's and the admins' views.
 
-use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, Utc};
 use entity::{card, card_event};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
@@ -68,7 +68,7 @@ pub fn expiry_after(from: DateTime<Utc>, years: i32) -> DateTime<Utc> {
     let months = u32::try_from(years.clamp(1, 10) * 12).unwrap_or(36);
     let target = date.checked_add_months(Months::new(months)).unwrap_or(date);
     let next_day = target.succ_opt().unwrap_or(target);
-    BEIJING.from_local_datetime(&next_day.and_hms_opt(0, 0, 0).unwrap_or_default()).single().map_or(from, |d| d.with_timezone(&Utc))
+    crate::clock::beijing_midnight(next_day)
 }
 
 pub fn check_valid_years(years: Option<i32>, errors: &mut Vec<FieldError>) {
@@ -347,10 +347,15 @@ pub async fn live_card_of<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<O
 /// The holder's personal data for an admin; the viewing itself is audited.
 pub async fn pii(state: &AppState, actor: &Actor, card_id: Uuid) -> Result<CardPii, ApiError> {
     let card = card::Entity::find_by_id(card_id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
+    let phone = match entity::user::Entity::find_by_id(card.user_id).one(&state.db).await?.and_then(|u| u.phone_enc) {
+        Some(enc) => Some(state.keyring.decrypt(crate::auth::service::PHONE_CONTEXT, &enc)?),
+        None => None,
+    };
     let view = CardPii {
         card_id,
         holder_name: state.keyring.decrypt(NAME_CONTEXT, &card.holder_name_enc)?,
         id_number: state.keyring.decrypt(ID_CONTEXT, &card.id_number_enc)?,
+        phone,
     };
     let now = state.clock.now();
     let txn = db::begin_write(&state.db).await?;

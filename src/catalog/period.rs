@@ -1,11 +1,9 @@
 //! Quota periods (SPEC §3): calendar periods in Asia/Shanghai. A yearly benefit resets at
 //! 00:00 on 1 January Beijing time; weeks start on Monday (ISO weeks).
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-use crate::clock::BEIJING;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -50,8 +48,7 @@ pub struct PeriodWindow {
 }
 
 fn midnight(date: NaiveDate) -> Option<DateTime<Utc>> {
-    // Asia/Shanghai has had no DST since 1991, so local midnight is unambiguous.
-    BEIJING.from_local_datetime(&date.and_hms_opt(0, 0, 0)?).single().map(|d| d.with_timezone(&Utc))
+    Some(crate::clock::beijing_midnight(date))
 }
 
 pub fn window(period: Period, at: DateTime<Utc>) -> PeriodWindow {

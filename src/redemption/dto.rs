@@ -43,6 +43,9 @@ pub struct RedemptionView {
     #[schema(example = "ZG202600001230")]
     pub card_no: String,
     pub benefit_id: Uuid,
+    /// The benefit's title now (so a list needs no lookup of its own).
+    #[schema(example = "专家号优先")]
+    pub benefit_title: String,
     pub partner_id: Uuid,
     pub staff_id: Uuid,
     /// `completed` or `voided`.
@@ -54,11 +57,12 @@ pub struct RedemptionView {
 }
 
 impl RedemptionView {
-    pub fn of(r: &redemption::Model, card_no: &str) -> Self {
+    pub fn of(r: &redemption::Model, card_no: &str, benefit_title: &str) -> Self {
         Self {
             id: r.id,
             card_no: card_no.to_owned(),
             benefit_id: r.benefit_id,
+            benefit_title: benefit_title.to_owned(),
             partner_id: r.partner_id,
             staff_id: r.staff_id,
             status: r.status.clone(),
@@ -79,6 +83,14 @@ pub struct VoidRequest {
 #[into_params(parameter_in = Query)]
 pub struct RedemptionFilter {
     pub benefit_id: Option<Uuid>,
+    /// `mine`, or a staff member's id: only the redemptions that staff member made. Staff
+    /// who are not managers may name only themselves.
+    #[param(example = "mine")]
+    pub staff: Option<String>,
+    /// First Beijing date, inclusive.
+    pub from: Option<chrono::NaiveDate>,
+    /// Last Beijing date, inclusive; not before `from`.
+    pub to: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -134,8 +134,18 @@ async fn void(
     Ok(web::Json(service::void(&state, &staff, &meta.actor(&staff), *id, &body.reason).await?))
 }
 
-/// Your partner's redemptions, newest first.
-#[utoipa::path(tag = "merchant", params(RedemptionFilter, PageParams), security(("bearer" = ["merchant_staff", "merchant_manager"])), responses((status = OK, body = Page<RedemptionView>)))]
+/// Your partner's redemptions, newest first: all of them, or one staff member's
+/// (`staff=mine`, or an id: managers only for someone else), between two Beijing dates.
+#[utoipa::path(
+    tag = "merchant",
+    params(RedemptionFilter, PageParams),
+    security(("bearer" = ["merchant_staff", "merchant_manager"])),
+    responses(
+        (status = OK, body = Page<RedemptionView>),
+        (status = FORBIDDEN, description = "`forbidden`: staff naming another staff member", body = ProblemBody),
+        (status = UNPROCESSABLE_ENTITY, description = "`validation_failed`: `staff`, `from`/`to`, `limit` or `cursor`", body = ProblemBody),
+    )
+)]
 #[get("/merchant/redemptions")]
 async fn merchant_redemptions(
     state: web::Data<AppState>,
@@ -143,7 +153,8 @@ async fn merchant_redemptions(
     filter: web::Query<RedemptionFilter>,
     page: web::Query<PageParams>,
 ) -> Result<web::Json<Page<RedemptionView>>, ApiError> {
-    Ok(web::Json(service::for_partner(&state, &staff, filter.benefit_id, &page).await?))
+    let list = service::PartnerRedemptions::parse(&staff, &filter)?;
+    Ok(web::Json(service::for_partner(&state, &staff, &list, &page).await?))
 }
 
 /// Today's and this month's redemptions at your partner, by benefit.

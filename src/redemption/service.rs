@@ -7,6 +7,8 @@
 //!   below the quota (`ON CONFLICT … DO UPDATE … WHERE used < quota`), so concurrent
 //!   redemptions on any number of instances succeed exactly `min(quota, attempts)` times.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{benefit, card, quota_counter, redemption, visit};
 use sea_orm::ExprTrait;
@@ -32,7 +34,7 @@ use crate::catalog::period;
 use crate::catalog::service::offered_by;
 use crate::crypto::Keyring;
 use crate::db;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, FieldError, Text};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use crate::validate;
@@ -118,6 +120,7 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, ip: Option<&str>, sca
 struct Checked {
     row: redemption::Model,
     card_no: String,
+    benefit_title: String,
     quota: Option<i32>,
 }
 
@@ -141,7 +144,7 @@ pub async fn redeem(
     let offered = offered_by(state, partner_id).await?;
     if state.db.get_database_backend() == DbBackend::Postgres {
         let checked = check(&state.db, &state.keyring, staff, ip, partner_id, &offered, visit_id, benefit_id, now).await?;
-        let view = RedemptionView::of(&checked.row, &checked.card_no);
+        let view = RedemptionView::of(&checked.row, &checked.card_no, &checked.benefit_title);
         return match record_in_one_statement(&state.db, &checked, claim, &serde_json::to_string(&view)?).await? {
             Recorded::Redeemed => Ok(view),
             Recorded::QuotaExhausted => Err(ApiError::new(ErrorCode::QuotaExhausted)),
@@ -174,7 +177,7 @@ pub async fn redeem(
             return Err(ApiError::new(ErrorCode::QuotaExhausted));
         }
     }
-    let view = RedemptionView::of(&checked.row, &checked.card_no);
+    let view = RedemptionView::of(&checked.row, &checked.card_no, &checked.benefit_title);
     checked.row.into_active_model().reset_all().insert(&txn).await?;
     if !super::idempotency::complete(&txn, claim, 201, &serde_json::to_string(&view)?).await? {
         // Taken over by a retry meanwhile: this request changes nothing (the transaction
@@ -235,7 +238,7 @@ async fn check<C: ConnectionTrait>(
         tag: String::new(),
     };
     row.tag = ledger::redemption_tag(keys, &row);
-    Ok(Checked { row, card_no: card.card_no, quota: benefit.quota })
+    Ok(Checked { row, card_no: card.card_no, benefit_title: benefit.title.clone(), quota: benefit.quota })
 }
 
 enum Recorded {
@@ -369,41 +372,159 @@ pub async fn void(state: &AppState, staff: &SessionInfo, meta: &Actor, id: Uuid,
         .await?
         .map(|c| c.card_no)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("redemption {id} names card {} that does not exist", r.card_id)))?;
+    let title = benefit::Entity::find_by_id(r.benefit_id).one(&txn).await?.map(|b| b.title).unwrap_or_default();
     txn.commit().await?;
     let after = redemption::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(ApiError::not_found)?;
-    Ok(RedemptionView::of(&after, &card_no))
+    Ok(RedemptionView::of(&after, &card_no, &title))
 }
 
-async fn card_numbers<C: ConnectionTrait>(db: &C, rows: &[redemption::Model]) -> Result<std::collections::HashMap<Uuid, String>, ApiError> {
-    let mut ids: Vec<Uuid> = rows.iter().map(|r| r.card_id).collect();
-    ids.sort();
-    ids.dedup();
-    Ok(card::Entity::find().filter(card::Column::Id.is_in(ids)).all(db).await?.into_iter().map(|c| (c.id, c.card_no)).collect())
+/// The card numbers and benefit titles a page of redemptions shows: two queries a page.
+async fn page_of<P: serde::Serialize>(
+    state: &AppState,
+    rows: Vec<redemption::Model>,
+    limit: u64,
+    position: impl Fn(&redemption::Model) -> P,
+) -> Result<Page<RedemptionView>, ApiError> {
+    let ids = |of: fn(&redemption::Model) -> Uuid| {
+        let mut ids: Vec<Uuid> = rows.iter().map(of).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let (card_ids, benefit_ids) = (ids(|r| r.card_id), ids(|r| r.benefit_id));
+    let numbers: HashMap<Uuid, String> = card::Entity::find()
+        .filter(card::Column::Id.is_in(card_ids))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.card_no))
+        .collect();
+    let titles: HashMap<Uuid, String> = benefit::Entity::find()
+        .filter(benefit::Column::Id.is_in(benefit_ids))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|b| (b.id, b.title))
+        .collect();
+    let text = |m: &HashMap<Uuid, String>, id: Uuid| m.get(&id).cloned().unwrap_or_default();
+    Ok(Page::from_rows(rows, limit, position, |r| RedemptionView::of(&r, &text(&numbers, r.card_id), &text(&titles, r.benefit_id))))
 }
 
-async fn page_of(state: &AppState, rows: Vec<redemption::Model>, limit: u64) -> Result<Page<RedemptionView>, ApiError> {
-    let numbers = card_numbers(&state.db, &rows).await?;
-    Ok(Page::from_rows(rows, limit, |r| r.id, |r| RedemptionView::of(&r, numbers.get(&r.card_id).map_or("", String::as_str))))
+/// Where a page of redemptions stopped: newest first by time, then id.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    at: DateTime<Utc>,
+    id: Uuid,
 }
 
-/// Newest first.
+impl Position {
+    fn of(r: &redemption::Model) -> Self {
+        Self { at: r.created_at, id: r.id }
+    }
+
+    /// Rows after this position in the order `created_at DESC, id DESC`.
+    fn after(&self) -> sea_orm::Condition {
+        use sea_orm::Condition;
+        Condition::any()
+            .add(redemption::Column::CreatedAt.lt(self.at))
+            .add(Condition::all().add(redemption::Column::CreatedAt.eq(self.at)).add(redemption::Column::Id.lt(self.id)))
+    }
+}
+
+/// Whose redemptions a merchant list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffScope {
+    /// Everyone's at the partner.
+    Partner,
+    /// One staff member's.
+    One(Uuid),
+}
+
+/// A merchant's redemption list, checked: the partner's, or one staff member's (staff who
+/// are not managers may name only themselves), between two Beijing dates.
+#[derive(Debug)]
+pub struct PartnerRedemptions {
+    pub benefit: Option<Uuid>,
+    pub staff: StaffScope,
+    /// `[start, end)` instants of the Beijing dates asked for.
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl PartnerRedemptions {
+    pub fn parse(staff: &SessionInfo, filter: &super::dto::RedemptionFilter) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let scope = match filter.staff.as_deref().map(str::trim) {
+            None | Some("") => StaffScope::Partner,
+            Some("mine") => StaffScope::One(staff.user_id),
+            Some(id) => match id.parse::<Uuid>() {
+                Ok(id) => StaffScope::One(id),
+                Err(_) => {
+                    errors.push(FieldError::new(
+                        "staff",
+                        "invalid",
+                        Text::new("staff 须为 mine 或员工 ID", "staff is mine or a staff member's id"),
+                    ));
+                    StaffScope::Partner
+                }
+            },
+        };
+        if let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from > to
+        {
+            errors.push(FieldError::new("from", "range", Text::new("开始日期不能晚于结束日期", "from must not be after to")));
+        }
+        validate::check(errors)?;
+        if let StaffScope::One(id) = scope
+            && id != staff.user_id
+            && staff.role != crate::auth::Role::MerchantManager
+        {
+            return Err(ApiError::new(ErrorCode::Forbidden)
+                .detail(Text::new("只有店长可以查看其他员工的核销", "Only a manager sees another staff member's redemptions")));
+        }
+        Ok(Self {
+            benefit: filter.benefit_id,
+            staff: scope,
+            start: filter.from.map(crate::clock::beijing_midnight),
+            end: filter.to.and_then(|d| d.succ_opt()).map(crate::clock::beijing_midnight),
+        })
+    }
+}
+
+/// Newest first, a page at a time along `(partner_id[, staff_id], created_at)`.
 pub async fn for_partner(
     state: &AppState,
     staff: &SessionInfo,
-    benefit: Option<Uuid>,
+    list: &PartnerRedemptions,
     page: &PageParams,
 ) -> Result<Page<RedemptionView>, ApiError> {
     let partner_id = staff_partner(staff)?;
-    let (limit, before) = page.parse::<Uuid>()?;
-    let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
-    if let Some(b) = benefit {
-        q = q.filter(redemption::Column::BenefitId.eq(b));
+    let (limit, after) = page.parse::<Position>()?;
+    let rows = list.query(partner_id, after.as_ref()).limit(limit + 1).all(&state.db).await?;
+    page_of(state, rows, limit, Position::of).await
+}
+
+impl PartnerRedemptions {
+    /// The list's query after `after`, newest first (a test checks its plan).
+    pub fn query(&self, partner_id: Uuid, after: Option<&Position>) -> sea_orm::Select<redemption::Entity> {
+        let mut q = redemption::Entity::find().filter(redemption::Column::PartnerId.eq(partner_id));
+        if let StaffScope::One(id) = self.staff {
+            q = q.filter(redemption::Column::StaffId.eq(id));
+        }
+        if let Some(b) = self.benefit {
+            q = q.filter(redemption::Column::BenefitId.eq(b));
+        }
+        if let Some(start) = self.start {
+            q = q.filter(redemption::Column::CreatedAt.gte(start));
+        }
+        if let Some(end) = self.end {
+            q = q.filter(redemption::Column::CreatedAt.lt(end));
+        }
+        if let Some(after) = after {
+            q = q.filter(after.after());
+        }
+        q.order_by_desc(redemption::Column::CreatedAt).order_by_desc(redemption::Column::Id)
     }
-    if let Some(before) = before {
-        q = q.filter(redemption::Column::Id.lt(before));
-    }
-    let rows = q.order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
-    page_of(state, rows, limit).await
 }
 
 /// The talent's own redemptions, over all their cards, newest first.
@@ -416,7 +537,8 @@ pub async fn for_talent(state: &AppState, user_id: Uuid, page: &PageParams) -> R
         q = q.filter(redemption::Column::Id.lt(before));
     }
     let rows = q.order_by_desc(redemption::Column::Id).limit(limit + 1).all(&state.db).await?;
-    page_of(state, rows, limit).await
+    // This list pages by id (its index is `(card_id, id)`).
+    page_of(state, rows, limit, |r| r.id).await
 }
 
 /// Every benefit the talent's card may use now, with what is left of it.

@@ -238,3 +238,42 @@ async fn documents_are_checked_by_content_and_kept_private() {
         application::Entity::find().filter(application::Column::UserId.eq(talent.user_id)).one(&app.state.db).await.unwrap().unwrap();
     assert!(stored.document_ids.contains(&doc_id));
 }
+
+#[tokio::test]
+async fn the_review_queue_has_an_exact_count() {
+    let app = spawn_app().await;
+    let reviewer = app.admin(Role::Reviewer).await;
+    let count = |status: &str| {
+        let req = app.auth(reqwest::Method::GET, &format!("/api/v1/admin/applications/count?status={status}"), &reviewer.access);
+        async move { json(req.send().await.unwrap()).await }
+    };
+    let (status, none) = count("submitted").await;
+    assert_eq!((status, none), (200, json!({"status": "submitted", "count": 0})));
+
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let talent = app.talent(&format!("queue{n}")).await;
+        ids.push(app.apply(&talent, &application("王小明", &id_number(700 + n))).await);
+    }
+    let url = format!("/api/v1/admin/applications/{}/approve", ids[0]);
+    assert_eq!(app.post_as(&url, &reviewer.access, &json!({"tier": "C", "category": "youth"})).await.status(), 200);
+
+    let (_, submitted) = count("submitted").await;
+    let (_, approved) = count("approved").await;
+    assert_eq!((submitted["count"].as_u64(), approved["count"].as_u64()), (Some(2), Some(1)));
+    let stored = application::Entity::find().filter(application::Column::Status.eq("submitted")).count(&app.state.db).await.unwrap();
+    assert_eq!(submitted["count"].as_u64(), Some(stored));
+
+    // Reviewers' business only; the status is required and must be one there is.
+    let operator = app.admin(Role::Operator).await;
+    assert_problem(app.get_as("/api/v1/admin/applications/count?status=submitted", &operator.access).await, 403, "forbidden").await;
+    for query in ["?status=pending", ""] {
+        let problem = assert_problem(
+            app.get_as(&format!("/api/v1/admin/applications/count{query}"), &reviewer.access).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "status", "{query}: {problem}");
+    }
+}

@@ -77,8 +77,14 @@ async fn search_and_the_audited_pii_view() {
     let (status, pii) = json(app.get_as(&format!("/api/v1/admin/cards/{}/pii", a.card_id), &reviewer.access).await).await;
     assert_eq!(status, 200);
     assert_eq!((pii["holder_name"].as_str(), pii["id_number"].as_str()), (Some("欧阳娜娜"), Some(id_number(21).as_str())));
+    assert_eq!(pii["phone"], serde_json::Value::Null, "no phone bound yet");
+    let res = app.post_as("/api/v1/auth/wechat/phone", &a.talent.access, &serde_json::json!({"code": "phone.13812345678"})).await;
+    assert_eq!(res.status(), 200);
+    let (_, pii) = json(app.get_as(&format!("/api/v1/admin/cards/{}/pii", a.card_id), &reviewer.access).await).await;
+    assert_eq!(pii["phone"], "13812345678", "the reveal shows the bound phone in full");
     let operator = app.admin(Role::Operator).await;
     let (_, log) = json(app.get_as("/api/v1/admin/audit-log?action=card.pii_view", &operator.access).await).await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 2, "each reveal is audited: {log}");
     assert_eq!(log["items"][0]["actor_id"], reviewer.user_id.to_string());
     assert_eq!(log["items"][0]["target_id"], a.card_id.to_string());
     // Talents and operators do not manage cards.

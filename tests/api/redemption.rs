@@ -532,3 +532,163 @@ async fn the_revocation_feed_pages_by_version_until_more_is_false() {
         assert!(status == 422 || status == 400, "limit={bad}: {status}");
     }
 }
+
+#[tokio::test]
+async fn the_desk_list_filters_by_staff_and_beijing_dates_and_pages_by_time() {
+    let (settings, db) = test_settings().await;
+    let clock = Clock::manual(chrono::DateTime::parse_from_rfc3339("2026-12-01T23:56:00+08:00").unwrap().to_utc());
+    let s = scene_on(spawn_with_settings(settings, db, clock.clone()).await, json!(10), "year").await;
+    let manager = s.app.account(Role::MerchantManager, Some(s.partner)).await.1;
+
+    // Two at the staff member's desk either side of midnight in Beijing (both on 1 December
+    // in UTC), one at the manager's just after.
+    let (visit, _) = s.visit().await;
+    let (status, first) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "d1").await).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["benefit_title"], "专家号优先");
+    clock.set(chrono::DateTime::parse_from_rfc3339("2026-12-02T00:01:00+08:00").unwrap().to_utc());
+    let (visit, _) = s.visit().await;
+    let (_, second) = json(s.redeem_as(&s.app, &s.staff, visit, s.benefit, "d2").await).await;
+    clock.advance(Duration::minutes(2));
+    let (status, verified) = json(s.verify_as(&s.app, &manager, &s.qr().await).await).await;
+    assert_eq!(status, 200, "{verified}");
+    let visit: Uuid = verified["visit_id"].as_str().unwrap().parse().unwrap();
+    let (_, third) = json(s.redeem_as(&s.app, &manager, visit, s.benefit, "d3").await).await;
+
+    let list = |who: &Tokens, query: &str| {
+        let req = s.app.auth(Method::GET, &format!("/api/v1/merchant/redemptions{query}"), &who.access);
+        async move { json(req.send().await.unwrap()).await }
+    };
+    let ids = |page: &Value| page["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let id = |r: &Value| r["id"].as_str().unwrap().to_owned();
+
+    let (status, mine) = list(&s.staff, "?staff=mine").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(ids(&mine), [id(&second), id(&first)]);
+    assert_eq!(mine["items"][0]["benefit_title"], "专家号优先");
+    assert_eq!(mine["items"][0]["card_no"], s.holder.card_no.as_str());
+    let (_, today) = list(&s.staff, "?staff=mine&from=2026-12-02&to=2026-12-02").await;
+    assert_eq!(ids(&today), [id(&second)], "Beijing dates, not UTC ones");
+    let (_, yesterday) = list(&s.staff, "?staff=mine&to=2026-12-01").await;
+    assert_eq!(ids(&yesterday), [id(&first)]);
+    let (_, desk) = list(&s.staff, "?from=2026-12-02").await;
+    assert_eq!(ids(&desk), [id(&third), id(&second)], "no staff filter: the partner's");
+    let (_, by_id) = list(&s.staff, &format!("?staff={}", s.staff.user_id)).await;
+    assert_eq!(ids(&by_id), ids(&mine));
+
+    // Staff name only themselves; a manager names anyone at the partner.
+    let refused = assert_problem(list_raw(&s, &s.staff, &format!("?staff={}", manager.user_id)).await, 403, "forbidden").await;
+    assert!(refused["detail"].as_str().is_some(), "{refused}");
+    let (status, theirs) = list(&manager, &format!("?staff={}&from=2026-12-01&to=2026-12-02", s.staff.user_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&theirs), ids(&mine));
+    let (_, own) = list(&manager, "?staff=mine").await;
+    assert_eq!(ids(&own), [id(&third)]);
+    let (_, elsewhere) = list(&s.other_staff, "").await;
+    assert_eq!(ids(&elsewhere), Vec::<String>::new(), "another partner's desk sees none of these");
+
+    // Bad filters are 422 naming the parameter, never 500.
+    for (query, field) in [
+        ("?staff=someone", "staff"),
+        ("?from=2026-12-03&to=2026-12-02", "from"),
+        ("?from=2026-13-01", "from"),
+        ("?to=yesterday", "to"),
+        ("?cursor=nonsense", "cursor"),
+        ("?limit=0", "limit"),
+    ] {
+        let problem = assert_problem(list_raw(&s, &s.staff, query).await, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+
+    // A page at a time, newest first, each row once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = list(&manager, &format!("?limit=1{cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [id(&third), id(&second), id(&first)]);
+
+    // What the lists say is what the database holds.
+    let stored = redemption::Entity::find()
+        .filter(redemption::Column::PartnerId.eq(s.partner))
+        .filter(redemption::Column::StaffId.eq(s.staff.user_id))
+        .all(&s.app.state.db)
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = stored.iter().map(|r| r.id.to_string()).collect();
+    stored.sort();
+    let mut listed = ids(&mine);
+    listed.sort();
+    assert_eq!(stored, listed);
+
+    // The talent's own history names the benefit too, and so does a void.
+    let (_, history) = json(s.app.get_as("/api/v1/me/redemptions", &s.holder.talent.access).await).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 3);
+    assert!(history["items"].as_array().unwrap().iter().all(|r| r["benefit_title"] == "专家号优先"), "{history}");
+    let (status, voided) = json(
+        s.app.post_as(&format!("/api/v1/merchant/redemptions/{}/void", id(&third)), &manager.access, &json!({"reason": "录入错误"})).await,
+    )
+    .await;
+    assert_eq!(status, 200, "{voided}");
+    assert_eq!((voided["status"].as_str(), voided["benefit_title"].as_str()), (Some("voided"), Some("专家号优先")));
+}
+
+async fn list_raw(s: &Scene, who: &Tokens, query: &str) -> reqwest::Response {
+    s.app.get_as(&format!("/api/v1/merchant/redemptions{query}"), &who.access).await
+}
+
+/// On PostgreSQL at city scale, the desk list reads along an index: one staff member's
+/// rows along `(partner_id, staff_id, created_at)`, the partner's along
+/// `(partner_id, created_at)`, never a scan of every redemption.
+#[tokio::test]
+async fn the_desk_list_reads_along_an_index() {
+    use sea_orm::{ConnectionTrait, DbBackend, QuerySelect, QueryTrait, Statement};
+    use zhuge_card::redemption::service::{PartnerRedemptions, StaffScope};
+    if crate::support::postgres_url().is_none() {
+        eprintln!("skipped: query plans are checked on PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    // 200 partners, 4 staff each, 40 000 redemptions over half a day.
+    db.execute_unprepared(
+        "INSERT INTO redemptions (id, card_id, benefit_id, partner_id, staff_id, visit_id, period_key, tier, day, status, created_at, tag)
+         SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(),
+           ('00000000-0000-0000-0000-' || lpad(to_hex(n % 200), 12, '0'))::uuid,
+           ('00000000-0000-0000-0001-' || lpad(to_hex(n % 800), 12, '0'))::uuid,
+           gen_random_uuid(), 'y2026', 'B', '2026-12-01', 'completed', timestamptz '2026-12-01 00:00+08' + n * interval '1 second', ''
+         FROM generate_series(1, 40000) n",
+    )
+    .await
+    .unwrap();
+    db.execute_unprepared("ANALYZE redemptions").await.unwrap();
+    let partner: Uuid = "00000000-0000-0000-0000-000000000007".parse().unwrap();
+    let staff: Uuid = "00000000-0000-0000-0001-000000000007".parse().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let plan = |list: PartnerRedemptions| async move {
+        let stmt = list.query(partner, None).limit(101).build(DbBackend::Postgres);
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = db.query_all_raw(explain).await.unwrap();
+        rows.iter().map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap()).collect::<Vec<_>>().join("\n")
+    };
+    let today = |staff| PartnerRedemptions {
+        benefit: None,
+        staff,
+        start: Some(zhuge_card::clock::beijing_midnight(day)),
+        end: Some(zhuge_card::clock::beijing_midnight(day.succ_opt().unwrap())),
+    };
+    let mine = plan(today(StaffScope::One(staff))).await;
+    assert!(mine.contains("idx_redemptions_partner_staff_created") && !mine.contains("Seq Scan"), "{mine}");
+    let partners = plan(today(StaffScope::Partner)).await;
+    assert!(partners.contains("idx_redemptions_partner_created") && !partners.contains("Seq Scan"), "{partners}");
+}

@@ -350,8 +350,9 @@ async fn fill_dialog(s: &Session, fields: &[(&str, &str)]) {
     s.wait("dialog[open]", WAIT).await;
     for (name, value) in fields {
         let css = format!("dialog[open] [name={name}]");
-        let tag = s.script("return document.querySelector(arguments[0]).tagName", json!([css])).await;
-        if tag == "SELECT" {
+        let tag =
+            s.script("const e = document.querySelector(arguments[0]); return e.type === 'date' ? 'DATE' : e.tagName", json!([css])).await;
+        if tag == "SELECT" || tag == "DATE" {
             s.script(
                 "const e = document.querySelector(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('change'));",
                 json!([css, value]),
@@ -409,20 +410,49 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     .await;
     let partner = wait_hash(s, "#/partners/").await;
     s.click("#benefit-new").await;
-    fill_dialog(s, &[("title", "专家门诊优先"), ("quota", "4"), ("period", "month")]).await;
+    fill_dialog(s, &[("title", "专家门诊优先"), ("quota", "4"), ("period", "month"), ("valid_until", "2030-12-31")]).await;
     s.wait("#benefits tbody tr", WAIT).await;
     assert!(s.text("#benefits").await.contains("专家门诊优先"));
+    s.click("#benefit-new").await;
+    fill_dialog(s, &[("title", "体检八折"), ("quota", "1"), ("period", "year")]).await;
+    s.wait("#benefits button[aria-label='停用 体检八折']", WAIT).await;
+    // Deactivating (the API's DELETE) asks first.
+    s.click("#benefits button[aria-label='停用 体检八折']").await;
+    fill_dialog(s, &[]).await;
+    s.wait("#benefits tr:nth-child(2) .badge.bad", WAIT).await;
     s.click("#staff-new").await;
     fill_dialog(s, &[("username", "second.nurse"), ("password", "Initial-pass-2026")]).await;
     s.wait("#staff tbody tr", WAIT).await;
     assert!(s.text("#staff").await.contains("second.nurse"));
     let admin = service.login(ADMIN).await;
     let (_, benefits) = service.call(reqwest::Method::GET, &format!("/admin/partners/{partner}/benefits"), Some(&admin), None).await;
-    assert_eq!(benefits["items"][0]["period"], "month", "{benefits}");
-    assert_eq!(benefits["items"][0]["quota"], 4);
+    let benefit = |title: &str| benefits["items"].as_array().unwrap().iter().find(|b| b["title"] == title).unwrap().clone();
+    let first = benefit("专家门诊优先");
+    assert_eq!(first["period"], "month", "{benefits}");
+    assert_eq!(first["quota"], 4);
     // The form's checkbox groups arrive as lists: every tier (checked by default), no category.
-    assert_eq!(benefits["items"][0]["tiers"], json!(["A", "B", "C", "D", "E"]), "{benefits}");
-    assert_eq!(benefits["items"][0]["categories"], json!([]), "{benefits}");
+    assert_eq!(first["tiers"], json!(["A", "B", "C", "D", "E"]), "{benefits}");
+    assert_eq!(first["categories"], json!([]), "{benefits}");
+    // Valid from today's Beijing midnight through the last day named, inclusive.
+    assert!(first["valid_from"].as_str().unwrap().ends_with("T16:00:00Z"), "{first}");
+    assert_eq!(first["valid_until"], "2030-12-31T16:00:00Z", "{first}");
+    assert_eq!((first["status"].as_str(), benefit("体检八折")["status"].as_str()), (Some("active"), Some("inactive")));
+
+    // The staff member's password is reset from the console; the page shows it once.
+    s.click("#staff button[data-reset='second.nurse']").await;
+    fill_dialog(s, &[]).await;
+    s.wait("#onetime-password", WAIT).await;
+    let nurse_pw = s.text("#onetime-password").await;
+    assert!(nurse_pw.len() >= 10, "{nurse_pw}");
+    let (status, _) = service
+        .call(
+            reqwest::Method::POST,
+            "/auth/password/login",
+            None,
+            Some(json!({"username": "second.nurse", "password": "Initial-pass-2026"})),
+        )
+        .await;
+    assert_eq!(status, 401, "the old password no longer signs in");
 
     // A talent applies (the mini-program's part, through the API) with a document.
     let talent = service.talent("browser-talent").await;
@@ -489,10 +519,60 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     s.type_into("#card-q", card["card_no"].as_str().unwrap()).await;
     s.click("form.search button[type=submit]").await;
     s.click(&format!("#cards a[href='#/cards/{}']", card["id"].as_str().unwrap())).await;
+    // The audited reveal of the holder's name, ID number and (bound) phone.
+    let (status, _) =
+        service.call(reqwest::Method::POST, "/auth/wechat/phone", Some(&talent), Some(json!({"code": "phone.13812345678"}))).await;
+    assert_eq!(status, 200);
+    s.click("#card-reveal").await;
+    s.wait("#card-name", WAIT).await;
+    assert_eq!(
+        (s.text("#card-name").await, s.text("#card-idno").await, s.text("#card-phone").await),
+        ("司马文静".to_owned(), id_number(77), "13812345678".to_owned())
+    );
+    assert!(s.try_find("#card-reveal").await.is_none(), "one reveal per visit");
     s.click("#card-suspend").await;
     fill_dialog(s, &[("reason", "证明材料待核实")]).await;
     s.wait("#card-status[data-status=suspended]", WAIT).await;
     assert!(s.text("ol.timeline").await.contains("证明材料待核实"));
+    assert_clean_console(s, &[]).await;
+
+    // A new reviewer, made an operator by the super admin.
+    s.goto(&format!("{}/console/#/users", service.base)).await;
+    s.click("#user-new").await;
+    fill_dialog(s, &[("username", "city.wang"), ("password", "Initial-pass-2026"), ("role", "reviewer")]).await;
+    s.wait("#users button[data-role='city.wang']", WAIT).await;
+    s.click("#users button[data-role='city.wang']").await;
+    fill_dialog(s, &[("role", "operator")]).await;
+    s.wait("#content .alert.ok", WAIT).await;
+    assert!(s.text("#users").await.contains("运营管理员"), "{}", s.text("#users").await);
+    let (_, users) = service.call(reqwest::Method::GET, "/admin/users?limit=100", Some(&admin), None).await;
+    let wang = users["items"].as_array().unwrap().iter().find(|u| u["username"] == "city.wang").unwrap().clone();
+    assert_eq!(wang["role"], "operator", "{wang}");
+
+    // The audit log filtered by action: the filter lives in the address, and a reload keeps it.
+    s.goto(&format!("{}/console/#/audit", service.base)).await;
+    s.wait("#audit tbody tr", WAIT).await;
+    s.type_into("#audit-action", "card.pii_view").await;
+    s.click("#audit-filters button[type=submit]").await;
+    let deadline = Instant::now() + WAIT;
+    while s.script("return location.hash", json!([])).await != "#/audit?action=card.pii_view" {
+        assert!(Instant::now() < deadline, "the filter did not go into the address");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let filtered = || async {
+        s.script("return [...document.querySelectorAll('#audit tbody tr td:nth-child(4)')].map((td) => td.textContent)", json!([])).await
+    };
+    let deadline = Instant::now() + WAIT;
+    while filtered().await != json!(["card.pii_view"]) {
+        assert!(Instant::now() < deadline, "the filtered log shows {}", filtered().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.script("location.reload()", json!([])).await;
+    s.wait("#audit tbody tr", WAIT).await;
+    assert_eq!(s.script("return document.querySelector('#audit-action').value", json!([])).await, "card.pii_view");
+    assert_eq!(filtered().await, json!(["card.pii_view"]));
+    let (_, log) = service.call(reqwest::Method::GET, "/admin/audit-log?action=card.pii_view", Some(&admin), None).await;
+    assert_eq!(log["items"][0]["target_id"], card["id"], "the reveal is audited: {log}");
     assert_clean_console(s, &[]).await;
 
     // The new staff member signs in to the scanner, changes the initial password (a
@@ -500,8 +580,8 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
     let scanner = browser(&tools, Some(&video)).await;
     let sc = &scanner.session;
     sc.goto(&format!("{}/scan/", service.base)).await;
-    sign_in(sc, ("second.nurse", "Initial-pass-2026")).await;
-    sc.type_into("#change-password [name=current]", "Initial-pass-2026").await;
+    sign_in(sc, ("second.nurse", nurse_pw.as_str())).await;
+    sc.type_into("#change-password [name=current]", &nurse_pw).await;
     sc.type_into("#change-password [name=new]", "Second-nurse-2026!").await;
     sc.type_into("#change-password [name=repeat]", "Second-nurse-2026!").await;
     sc.click("#change-password button[type=submit]").await;
@@ -515,7 +595,9 @@ async fn console_end_to_end_partner_benefit_staff_approval_suspension_and_the_sc
 
 /// Every visible control has an accessible name and is reachable with Tab.
 const CONTROLS: &str = r#"
-const els = [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+// With a modal dialog open, the page behind it is inert: only the dialog's controls count.
+const scope = document.querySelector('dialog[open]') || document;
+const els = [...scope.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
   .filter((e) => e.getClientRects().length > 0 && !e.disabled && !e.closest('[hidden]'));
 const name = (e) => (e.getAttribute('aria-label') || '').trim()
   || (e.labels ? [...e.labels].map((l) => l.textContent).join('').trim() : '')
@@ -599,6 +681,18 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
     sign_in(s, ("demo.manager", "Demo-manager-2026")).await;
     s.click("#tab-staff").await;
     shoot(s, "scan-staff", "#staff-h").await;
+    // The manager resets a staff member's password; the new one is shown once.
+    s.click("#staff button[data-reset='demo.staff']").await;
+    shoot(s, "scan-staff-reset-dialog", "dialog[open]").await;
+    s.click("dialog[open] button[type=submit]").await;
+    s.wait("#onetime-password", WAIT).await;
+    shoot(s, "scan-staff-reset", "#onetime-password").await;
+    let staff_pw = s.text("#onetime-password").await;
+    let (status, login) =
+        service.call(reqwest::Method::POST, "/auth/password/login", None, Some(json!({"username": STAFF.0, "password": staff_pw}))).await;
+    assert_eq!(status, 200, "{login}");
+    let (_, me) = service.call(reqwest::Method::GET, "/me", login["access_token"].as_str(), None).await;
+    assert_eq!(me["must_change_password"], true, "{me}");
     s.click("#tab-stats").await;
     shoot(s, "scan-stats", "#stats-h").await;
     s.click("#lang").await;
@@ -637,6 +731,28 @@ async fn every_page_at_phone_and_desktop_size_labelled_keyboard_reachable_and_er
     goto_ready(s, &format!("{base}#/audit"), "#audit-verify").await;
     s.click("#audit-verify").await;
     s.wait(".alert.ok", WAIT).await;
+
+    // What the new controls look like: a filtered audit log, a revealed card, the role and
+    // password dialogs, a one-time password, the benefit form with its validity dates.
+    goto_ready(s, &format!("{base}#/audit?source=redemptions"), "#audit tbody tr").await;
+    shoot(s, "console-audit-filtered", "#audit-partner_id").await;
+    goto_ready(s, &format!("{base}#/cards/{}", cards["items"][0]["id"].as_str().unwrap()), "#card-reveal").await;
+    s.click("#card-reveal").await;
+    shoot(s, "console-card-pii", "#card-name").await;
+    goto_ready(s, &format!("{base}#/users"), "#users button[data-role]").await;
+    s.click("#users button[data-role]").await;
+    shoot(s, "console-users-role", "dialog[open]").await;
+    s.click("dialog[open] button[value=cancel]").await;
+    s.click("#users button[data-reset]").await;
+    s.click("dialog[open] button[type=submit]").await;
+    shoot(s, "console-users-reset", "#onetime-password").await;
+    goto_ready(s, &format!("{base}#/partners/{}", partners["items"][0]["id"].as_str().unwrap()), "#benefits button").await;
+    s.click("#benefits button").await;
+    shoot(s, "console-benefit-edit", "dialog[open] [name=valid_until]").await;
+    s.click("dialog[open] button[value=cancel]").await;
+    s.click("#partner-deactivate").await;
+    shoot(s, "console-partner-deactivate", "dialog[open]").await;
+    s.click("dialog[open] button[value=cancel]").await;
     b.session.quit().await;
 }
 

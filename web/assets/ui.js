@@ -163,3 +163,38 @@ export function passwordPage(root) {
 export function badge(kind, text) {
   return h('span', { class: 'badge ' + kind }, text);
 }
+
+/** A fresh initial password: 4 groups of 4 unambiguous letters and digits, with both. */
+export function newPassword() {
+  const abc = 'abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const pw = [0, 4, 8, 12].map((i) => [...bytes.slice(i, i + 4)].map((b) => abc[b % abc.length]).join('')).join('-');
+    if (/\d/.test(pw) && /[a-z]/i.test(pw)) return pw;
+  }
+}
+
+/**
+ * Resets `who`'s password to a new initial one (the account must change it at its next
+ * sign-in) through `send(password)`. The password is shown once, to be handed over.
+ * Resolves with the password, or null when cancelled or refused.
+ */
+export async function resetPasswordFlow(who, send, where) {
+  const input = h('input', { name: 'password', type: 'text', required: true, minlength: 10, maxlength: 128, autocomplete: 'off', spellcheck: 'false', class: 'mono', value: newPassword() });
+  const data = await dialog(`${t('pw.reset')} · ${who}`, [field(t('scan.initialpw'), input, t('pw.reset.hint'))], { submit: t('pw.reset') });
+  if (!data) return null;
+  try {
+    await send(data.password);
+  } catch (e) {
+    where.replaceChildren(alertBox('error', errorText(e)));
+    return null;
+  }
+  where.replaceChildren(h('div', { class: 'alert ok onetime', role: 'status' },
+    t('pw.reset.done', { who }), ' ', h('strong', { class: 'mono', id: 'onetime-password' }, data.password)));
+  return data.password;
+}
+
+/** Asks before something that cannot simply be typed back (a deactivation). */
+export async function confirmDialog(title, note, submit) {
+  return (await dialog(title, [], { note, submit, danger: true })) !== null;
+}

@@ -2,7 +2,7 @@
 // Built only on the public /api/v1; every write is audited by the API itself.
 import * as api from '/assets/api.js';
 import { t, applyI18n, onLangChange, fmtTime, fmtDate, beijingToday } from '/assets/i18n.js';
-import { h, field, select, errorText, alertBox, dialog, reasonDialog, headerTools, signInForm, signInAgain, passwordPage, badge } from '/assets/ui.js';
+import { h, field, select, errorText, alertBox, dialog, reasonDialog, headerTools, signInForm, signInAgain, passwordPage, badge, resetPasswordFlow, confirmDialog } from '/assets/ui.js';
 
 const root = document.getElementById('root');
 const TIERS = ['A', 'B', 'C', 'D', 'E'];
@@ -67,7 +67,10 @@ async function signOut() {
 function pages() { return PAGES.filter(([, , roles]) => roles.includes(me.role)); }
 
 function route() {
-  const [page, id] = location.hash.replace(/^#\/?/, '').split('/');
+  // `#/page/id?filters`: the filters of a list live in the hash, so a reload or a shared
+  // link shows the same list.
+  const [path, query = ''] = location.hash.replace(/^#\/?/, '').split('?');
+  const [page, id] = path.split('/');
   const allowed = pages();
   const current = allowed.find(([p]) => p === page) ? page : 'dashboard';
   document.getElementById('who').textContent = `${me.username} · ${t('role.' + me.role)}`;
@@ -77,7 +80,7 @@ function route() {
   content = h('main', { class: 'content', id: 'content' });
   root.replaceChildren(h('div', { class: 'layout' }, nav, content));
   const views = { dashboard, applications, cards, partners, stats, audit, users, keys };
-  views[current](id ? decodeURIComponent(id) : null).catch((e) => content.append(alertBox('error', errorText(e))));
+  return views[current](id ? decodeURIComponent(id) : null, new URLSearchParams(query)).catch((e) => content.append(alertBox('error', errorText(e))));
 }
 
 function pageHead(title, ...extra) {
@@ -110,8 +113,8 @@ async function dashboard() {
   const canStats = me.role !== 'reviewer';
   const canReview = me.role !== 'operator';
   if (canReview) {
-    const page = await api.get('/admin/applications?status=submitted&limit=100');
-    tiles.append(tile(t('dash.pending'), page.next_cursor ? '100+' : page.items.length, '#/applications'));
+    const waiting = await api.get('/admin/applications/count?status=submitted');
+    tiles.append(tile(t('dash.pending'), waiting.count, '#/applications'));
   }
   if (!canStats) return;
   const today = beijingToday();
@@ -287,6 +290,17 @@ async function card(id) {
   if (c.status === 'active') actions.push(action('suspend', t('cards.suspend')));
   if (c.status === 'suspended') actions.push(action('resume', t('cards.resume')));
   if (c.status !== 'revoked') actions.push(action('renew', t('cards.renew')), action('revoke', t('cards.revoke'), true));
+  // The holder's name, ID number and phone in full: for the roles the API lets see them,
+  // one audited read, shown only on this page and gone when it is left.
+  const pii = h('dl', { class: 'facts', id: 'card-pii', hidden: true });
+  const reveal = ['reviewer', 'super_admin'].includes(me.role) ? h('button', { type: 'button', class: 'btn ghost small', id: 'card-reveal', onclick: () => act(async () => {
+    const p = await api.get(`/admin/cards/${id}/pii`);
+    pii.replaceChildren(h('dt', {}, t('card.name')), h('dd', { id: 'card-name' }, p.holder_name),
+      h('dt', {}, t('card.idno')), h('dd', { class: 'mono', id: 'card-idno' }, p.id_number),
+      h('dt', {}, t('card.phone')), h('dd', { class: 'mono', id: 'card-phone' }, p.phone || t('card.nophone')));
+    pii.hidden = false;
+    reveal.remove();
+  }, msg) }, t('card.reveal')) : null;
   content.append(pageHead(`${t('nav.cards')} · ${c.card_no}`, h('a', { class: 'btn ghost small', href: '#/cards' }, '← ' + t('nav.cards'))),
     h('div', { class: 'grid-2' },
       h('section', { class: 'panel', 'aria-label': c.card_no }, h('dl', { class: 'facts' },
@@ -294,6 +308,7 @@ async function card(id) {
         h('dt', {}, t('scan.tier')), h('dd', {}, t('tier.' + c.tier)), h('dt', {}, t('scan.category')), h('dd', {}, t('cat.' + c.category)),
         h('dt', {}, t('status')), h('dd', { id: 'card-status', dataset: { status: c.status } }, statusBadge('cs.', c.status)),
         h('dt', {}, t('cards.from')), h('dd', {}, fmtDate(c.valid_from)), h('dt', {}, t('cards.until')), h('dd', {}, fmtDate(c.valid_until))),
+      pii, reveal ? h('div', { class: 'row' }, reveal) : null,
       h('div', { class: 'row actions' }, actions), msg),
       h('section', { class: 'panel', 'aria-labelledby': 'events-h' }, h('h2', { id: 'events-h' }, t('cards.events')),
         h('ol', { class: 'timeline' }, [...c.events].reverse().map((e) => h('li', {},
@@ -348,9 +363,15 @@ async function partner(id) {
     const data = await dialog(`${t('edit')} · ${p.name}`, partnerFields(p), { submit: t('save') });
     if (data && await act(() => api.patch('/admin/partners/' + id, { ...partnerBody(data), status: p.status }), msg)) { partnerCache = null; route(); }
   } }, t('edit'));
-  const toggle = h('button', { type: 'button', class: p.status === 'active' ? 'btn danger' : 'btn ok', id: 'partner-toggle', onclick: async () => {
-    if (await act(() => api.patch('/admin/partners/' + id, { status: p.status === 'active' ? 'inactive' : 'active' }), msg)) route();
-  } }, p.status === 'active' ? t('partners.deactivate') : t('partners.activate'));
+  // Deactivation is the API's DELETE (the partner and its history stay), asked first.
+  const toggle = p.status === 'active'
+    ? h('button', { type: 'button', class: 'btn danger', id: 'partner-deactivate', onclick: async () => {
+      if (!await confirmDialog(`${t('partners.deactivate')} · ${p.name}`, t('partners.deactivate.confirm'), t('partners.deactivate'))) return;
+      if (await act(() => api.del('/admin/partners/' + id), msg)) { partnerCache = null; route(); }
+    } }, t('partners.deactivate'))
+    : h('button', { type: 'button', class: 'btn ok', id: 'partner-activate', onclick: async () => {
+      if (await act(() => api.patch('/admin/partners/' + id, { status: 'active' }), msg)) route();
+    } }, t('partners.activate'));
   content.append(pageHead(p.name, h('a', { class: 'btn ghost small', href: '#/partners' }, '← ' + t('nav.partners'))),
     h('section', { class: 'panel' }, h('dl', { class: 'facts' },
       h('dt', {}, t('partners.category')), h('dd', {}, t('pc.' + p.category)), h('dt', {}, t('partners.district')), h('dd', {}, p.district),
@@ -371,19 +392,26 @@ async function partner(id) {
   } }, t('scan.staff.new'));
   content.append(h('div', { class: 'grid-2' },
     h('section', { class: 'panel', 'aria-labelledby': 'benefits-h' }, h('div', { class: 'page-head' }, h('h2', { id: 'benefits-h' }, t('partners.benefits')), h('span', { class: 'grow' }), newBenefit),
-      table([t('benefit.title'), t('benefit.tiers'), t('benefit.quota'), t('status'), t('actions')], benefits.items.map((b) => h('tr', {},
+      table([t('benefit.title'), t('benefit.tiers'), t('benefit.quota'), t('benefit.validity'), t('status'), t('actions')], benefits.items.map((b) => h('tr', {},
         h('td', {}, b.title), h('td', {}, b.tiers.join(' ')), h('td', {}, b.period === 'unlimited' ? t('period.unlimited') : `${b.quota} · ${t('period.' + b.period)}`),
+        h('td', { class: 'nowrap' }, `${fmtDate(b.valid_from)} – ${b.valid_until ? lastDay(b.valid_until) : t('benefit.always')}`),
         h('td', {}, statusBadge('st.', b.status)),
-        h('td', {}, h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('edit')} ${b.title}`, onclick: async () => {
+        h('td', {}, h('div', { class: 'row' }, h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('edit')} ${b.title}`, onclick: async () => {
           const data = await dialog(`${t('edit')} · ${b.title}`, benefitFields(b), { submit: t('save') });
-          if (data && await act(() => api.patch(`/admin/partners/${id}/benefits/${b.id}`, benefitBody(data)), msg)) route();
-        } }, t('edit'))))), { id: 'benefits' })),
+          if (data && await act(() => api.patch(`/admin/partners/${id}/benefits/${b.id}`, benefitBody(data, b)), msg)) route();
+        } }, t('edit')),
+        b.status === 'active' ? h('button', { type: 'button', class: 'btn ghost small danger-text', 'aria-label': `${t('partners.deactivate')} ${b.title}`, onclick: async () => {
+          if (!await confirmDialog(`${t('partners.deactivate')} · ${b.title}`, t('benefit.deactivate.confirm'), t('partners.deactivate'))) return;
+          if (await act(() => api.del(`/admin/partners/${id}/benefits/${b.id}`), msg)) route();
+        } }, t('partners.deactivate')) : null)))), { id: 'benefits' })),
     h('section', { class: 'panel', 'aria-labelledby': 'staff-h' }, h('div', { class: 'page-head' }, h('h2', { id: 'staff-h' }, t('partners.staff')), h('span', { class: 'grow' }), newStaff),
       table([t('signin.username'), t('scan.role'), t('status'), t('actions')], staff.items.map((a) => h('tr', {},
         h('td', {}, a.username), h('td', {}, t('role.' + a.role)), h('td', {}, statusBadge('st.', a.status)),
-        h('td', {}, h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${a.status === 'active' ? t('scan.disable') : t('scan.enable')} ${a.username}`, onclick: async () => {
+        h('td', {}, h('div', { class: 'row' }, h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${a.status === 'active' ? t('scan.disable') : t('scan.enable')} ${a.username}`, onclick: async () => {
           if (await act(() => api.patch(`/admin/partners/${id}/staff/${a.id}`, { status: a.status === 'active' ? 'disabled' : 'active' }), msg)) route();
-        } }, a.status === 'active' ? t('scan.disable') : t('scan.enable'))))), { id: 'staff' }))));
+        } }, a.status === 'active' ? t('scan.disable') : t('scan.enable')),
+        h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('pw.reset')} ${a.username}`, dataset: { reset: a.username }, onclick: () =>
+          resetPasswordFlow(a.username, (password) => api.post(`/admin/partners/${id}/staff/${a.id}/password`, { password }), msg) }, t('pw.reset')))))), { id: 'staff' }))));
 }
 
 function checks(legend, name, values, labelOf, chosen) {
@@ -399,15 +427,33 @@ function benefitFields(b) {
     checks(t('benefit.categories'), 'categories', CATEGORIES, (x) => t('cat.' + x), b.categories || []),
     h('div', { class: 'two' }, field(t('benefit.quota'), h('input', { name: 'quota', type: 'number', min: 1, value: b.quota ?? 1 })),
       field(t('benefit.period'), select('period', PERIODS, (x) => t('period.' + x), b.period || 'year'))),
+    h('div', { class: 'two' }, field(t('benefit.validfrom'), h('input', { name: 'valid_from', type: 'date', value: b.valid_from ? fmtDate(b.valid_from) : beijingToday() })),
+      field(t('benefit.validuntil'), h('input', { name: 'valid_until', type: 'date', value: b.valid_until ? lastDay(b.valid_until) : '' }))),
     field(t('status'), select('status', ['active', 'inactive'], (x) => t('st.' + x), b.status || 'active')),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'offline_ok', value: 'true', checked: !!b.offline_ok }), t('benefit.offline')),
   ];
   return fs;
 }
 
-function benefitBody(d) {
-  return { title: d.title, description: d.description || '', tiers: d.tiers, categories: d.categories,
+/** The last Beijing day of a validity that ends (exclusively) at `until`. */
+function lastDay(until) {
+  return fmtDate(new Date(Date.parse(until) - 1).toISOString());
+}
+
+/** Beijing midnight starting `day` (YYYY-MM-DD), or the one after it with `next`. */
+function midnight(day, next = false) {
+  const at = new Date(Date.parse(day + 'T00:00:00+08:00') + (next ? 86400e3 : 0));
+  return fmtDate(at.toISOString()) + 'T00:00:00+08:00';
+}
+
+/** The form as the API's body; validity dates are sent only when they changed. */
+function benefitBody(d, was = {}) {
+  const body = { title: d.title, description: d.description || '', tiers: d.tiers, categories: d.categories,
     quota: d.period === 'unlimited' ? null : Number(d.quota), period: d.period, status: d.status, offline_ok: d.offline_ok === 'true' };
+  if (d.valid_from && (!was.valid_from || d.valid_from !== fmtDate(was.valid_from))) body.valid_from = midnight(d.valid_from);
+  // The form names the last day; the API's valid_until is the instant the benefit ends.
+  if (d.valid_until && (!was.valid_until || d.valid_until !== lastDay(was.valid_until))) body.valid_until = midnight(d.valid_until, true);
+  return body;
 }
 
 // ---------- statistics ----------
@@ -445,25 +491,61 @@ async function stats() {
 
 // ---------- audit log ----------
 
-async function audit() {
+const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
+// The filters GET /admin/audit-log takes, and the sources each applies to.
+const AUDIT_FILTERS = [
+  ['action', ['chain'], {}], ['actor_id', ['chain', 'redemptions', 'verifications'], { pattern: UUID }],
+  ['target_type', ['chain'], {}], ['target_id', ['chain'], {}],
+  ['partner_id', ['redemptions', 'verifications'], { pattern: UUID }], ['card_id', ['redemptions', 'verifications'], { pattern: UUID }],
+];
+
+async function audit(_, params) {
   const result = h('div', { 'aria-live': 'polite' });
   const verify = h('button', { type: 'button', class: 'btn ghost', id: 'audit-verify', onclick: () => act(async () => {
     const c = await api.get('/admin/audit-log/verify');
     result.replaceChildren(c.intact ? alertBox('ok', t('audit.intact', { n: c.entries })) : alertBox('error', t('audit.broken', { n: c.broken_at })));
   }, result) }, t('audit.verify'));
+  // The filters come from the hash (#/audit?source=…&action=…) and go back into it.
+  const source = select('source', ['chain', 'redemptions', 'verifications'], (x) => t('audit.src.' + x), params.get('source') || 'chain', { id: 'audit-source' });
+  const inputs = AUDIT_FILTERS.map(([name, sources, attrs]) => {
+    const input = h('input', { name, id: 'audit-' + name, value: params.get(name) || '', autocomplete: 'off', spellcheck: 'false', ...attrs,
+      title: attrs.pattern ? t('audit.uuid') : false });
+    return { name, sources, wrap: field(t(name === 'action' ? 'audit.action' : 'audit.' + name), input), input };
+  });
+  const shown = () => { for (const f of inputs) f.wrap.hidden = !f.sources.includes(source.value); };
+  source.addEventListener('change', shown);
+  shown();
+  const filters = () => {
+    const q = { source: source.value === 'chain' ? '' : source.value };
+    for (const f of inputs) if (!f.wrap.hidden) q[f.name] = f.input.value.trim();
+    return q;
+  };
+  const form = h('form', { class: 'search filters', id: 'audit-filters', role: 'search', 'aria-label': t('audit.filter') },
+    field(t('audit.source'), source), ...inputs.map((f) => f.wrap),
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'btn primary' }, t('audit.filter')),
+      h('a', { class: 'btn ghost', href: '#/audit', id: 'audit-clear' }, t('audit.clear'))));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const hash = '#/audit' + api.qs(filters());
+    if (location.hash === hash) route(); else location.hash = hash;
+  });
   const body = h('tbody');
   const more = h('button', { type: 'button', class: 'btn ghost', id: 'audit-more' }, t('more'));
+  const asked = Object.fromEntries(params.entries());
   let cursor = null;
   const load = async () => {
-    const page = await api.get('/admin/audit-log' + api.qs({ limit: 50, cursor }));
-    for (const e of page.items) body.append(h('tr', {}, h('td', {}, String(e.seq)), h('td', {}, fmtTime(e.created_at)), h('td', {}, t('role.' + e.actor_role)),
-      h('td', { class: 'mono' }, e.action), h('td', {}, `${e.target_type} ${String(e.target_id).slice(0, 8)}`), h('td', {}, e.ip || '')));
+    const page = await api.get('/admin/audit-log' + api.qs({ ...asked, limit: 50, cursor }));
+    for (const e of page.items) body.append(h('tr', {}, h('td', {}, e.seq === null ? '—' : String(e.seq)), h('td', { class: 'nowrap' }, fmtTime(e.created_at)),
+      h('td', {}, t('role.' + e.actor_role), e.actor_id ? h('div', { class: 'mono muted small', title: e.actor_id }, e.actor_id.slice(0, 8)) : null),
+      h('td', { class: 'mono' }, e.action), h('td', {}, `${e.target_type} `, h('span', { class: 'mono', title: e.target_id }, String(e.target_id).slice(0, 8))), h('td', {}, e.ip || '')));
+    if (!body.children.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted empty' }, t('none'))));
     cursor = page.next_cursor;
     more.classList.toggle('hidden', !cursor);
   };
   more.addEventListener('click', () => act(load));
-  content.append(pageHead(t('nav.audit'), verify), result, h('section', { class: 'panel' }, h('div', { class: 'table-wrap' }, h('table', { id: 'audit' },
-    h('thead', {}, h('tr', {}, ['#', t('time'), t('audit.actor'), t('audit.action'), t('audit.target'), 'IP'].map((x) => h('th', { scope: 'col' }, x)))), body)), more));
+  content.append(pageHead(t('nav.audit'), verify), result, h('section', { class: 'panel' }, form),
+    h('section', { class: 'panel' }, h('div', { class: 'table-wrap' }, h('table', { id: 'audit' },
+      h('thead', {}, h('tr', {}, ['#', t('time'), t('audit.actor'), t('audit.action'), t('audit.target'), 'IP'].map((x) => h('th', { scope: 'col' }, x)))), body)), more));
   await load();
 }
 
@@ -485,10 +567,16 @@ async function users() {
         h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${a.status === 'active' ? t('scan.disable') : t('scan.enable')} ${a.username}`, onclick: async () => {
           if (await act(() => api.patch('/admin/users/' + a.id, { status: a.status === 'active' ? 'disabled' : 'active' }), msg)) route();
         } }, a.status === 'active' ? t('scan.disable') : t('scan.enable')),
-        h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('users.resetpw')} ${a.username}`, onclick: async () => {
-          const data = await dialog(`${t('users.resetpw')} · ${a.username}`, [field(t('scan.initialpw'), h('input', { name: 'password', type: 'password', required: true, minlength: 10, autocomplete: 'new-password' }))]);
-          if (data) await act(() => api.post(`/admin/users/${a.id}/password`, data), msg);
-        } }, t('users.resetpw'))])))), { id: 'users' })));
+        h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('users.changerole')} ${a.username}`, dataset: { role: a.username }, onclick: async () => {
+          const data = await dialog(`${t('users.changerole')} · ${a.username}`, [field(t('users.role'), select('role', ADMIN_ROLES, (r) => t('role.' + r), a.role))], { submit: t('save') });
+          if (!data || data.role === a.role) return;
+          if (await act(() => api.patch('/admin/users/' + a.id, { role: data.role }), msg)) {
+            await route();
+            content.querySelector('[aria-live]').replaceChildren(alertBox('ok', t('users.role.done', { who: a.username, role: t('role.' + data.role) })));
+          }
+        } }, t('users.changerole')),
+        h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('pw.reset')} ${a.username}`, dataset: { reset: a.username }, onclick: () =>
+          resetPasswordFlow(a.username, (password) => api.post(`/admin/users/${a.id}/password`, { password }), msg) }, t('pw.reset'))])))), { id: 'users' })));
 }
 
 async function keys() {

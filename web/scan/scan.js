@@ -4,7 +4,7 @@
 // connection after the server committed gets the same redemption back, never a second.
 import * as api from '/assets/api.js';
 import { t, applyI18n, onLangChange, fmtTime, fmtDate, beijingToday } from '/assets/i18n.js';
-import { h, field, select, errorText, alertBox, reasonDialog, headerTools, signInForm, signInAgain, passwordPage, badge } from '/assets/ui.js';
+import { h, field, select, errorText, alertBox, reasonDialog, headerTools, signInForm, signInAgain, passwordPage, badge, resetPasswordFlow } from '/assets/ui.js';
 
 const root = document.getElementById('root');
 const state = { me: null, partner: null, titles: new Map(), tab: 'scan', visit: null, scanning: false, busy: false };
@@ -349,18 +349,18 @@ async function todayTab(body) {
   const panel = h('section', { class: 'panel', 'aria-labelledby': 'today-h' }, h('h1', { id: 'today-h' }, t('scan.today')), h('p', { class: 'muted' }, t('loading')));
   body.append(panel);
   try {
+    // This desk's redemptions of today (Beijing), filtered and paged by the API.
     const today = beijingToday();
     const mine = [];
     let cursor = null;
     do {
-      const page = await api.get('/merchant/redemptions' + api.qs({ limit: 100, cursor }));
-      const items = page.items.filter((r) => fmtDate(r.created_at) === today);
-      mine.push(...items.filter((r) => r.staff_id === state.me.id));
-      cursor = items.length === page.items.length ? page.next_cursor : null;
-    } while (cursor);
+      const page = await api.get('/merchant/redemptions' + api.qs({ staff: 'mine', from: today, to: today, limit: 100, cursor }));
+      mine.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && mine.length < 1000);
     const items = mine.map((r) => h('li', { class: 'today-item' },
       h('div', { class: 'today-text' },
-        h('p', { class: 'today-title' }, state.titles.get(r.benefit_id) || r.benefit_id.slice(0, 8), ' ',
+        h('p', { class: 'today-title' }, r.benefit_title, ' ',
           badge(r.status === 'completed' ? 'ok' : 'bad', t('st.' + r.status))),
         h('p', { class: 'muted small' }, `${fmtTime(r.created_at, false)} · `, h('span', { class: 'mono' }, r.card_no)),
         r.void_reason ? h('p', { class: 'muted small' }, `${t('reason')}：${r.void_reason}`) : null),
@@ -387,6 +387,7 @@ async function staffTab(body) {
   const pass = h('input', { name: 'password', required: true, type: 'password', autocomplete: 'new-password', minlength: 10 });
   const role = select('role', ['merchant_staff', 'merchant_manager'], (r) => t('role.' + r), 'merchant_staff');
   const msg = h('div', { 'aria-live': 'polite' });
+  const done = h('div', { 'aria-live': 'polite', id: 'staff-msg' });
   const form = h('form', { class: 'inline-form' }, field(t('signin.username'), user), field(t('scan.initialpw'), pass), field(t('scan.role'), role),
     h('button', { type: 'submit', class: 'btn primary' }, t('scan.staff.new')));
   form.addEventListener('submit', async (ev) => {
@@ -400,10 +401,12 @@ async function staffTab(body) {
       onclick: async () => {
         try { await api.patch('/merchant/staff/' + a.id, { status: a.status === 'active' ? 'disabled' : 'active' }); main(); } catch (e) { msg.replaceChildren(alertBox('error', errorText(e))); }
       } }, a.status === 'active' ? t('scan.disable') : t('scan.enable'));
+    const reset = (a) => h('button', { type: 'button', class: 'btn ghost small', 'aria-label': `${t('pw.reset')} ${a.username}`, dataset: { reset: a.username },
+      onclick: () => resetPasswordFlow(a.username, (password) => api.post(`/merchant/staff/${a.id}/password`, { password }), done) }, t('pw.reset'));
     const rows = page.items.map((a) => h('tr', {},
       h('td', {}, a.username), h('td', {}, t('role.' + a.role)), h('td', {}, badge(a.status === 'active' ? 'ok' : 'bad', t('st.' + a.status))),
-      h('td', {}, a.id === state.me.id ? null : toggle(a))));
-    panel.replaceChildren(h('h1', { id: 'staff-h' }, t('scan.staff')), h('div', { class: 'table-wrap' }, h('table', { id: 'staff' },
+      h('td', {}, a.id === state.me.id ? null : h('div', { class: 'row' }, toggle(a), reset(a)))));
+    panel.replaceChildren(h('h1', { id: 'staff-h' }, t('scan.staff')), done, h('div', { class: 'table-wrap' }, h('table', { id: 'staff' },
       h('thead', {}, h('tr', {}, [t('signin.username'), t('scan.role'), t('status'), t('actions')].map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, rows))),
     h('h2', {}, t('scan.staff.new')), form, msg);
