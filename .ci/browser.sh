@@ -19,8 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "== browser: cargo build --release --locked"
-cargo build --release --locked
+echo "== browser: cargo build-release (the service and the examples, shared with the rehearsal)"
+cargo build-release
 echo "== browser: cargo test --test browser"
 # One test at a time: each starts the service and a chromium or two.
 cargo test --locked --test browser -- --ignored --test-threads=1 --nocapture

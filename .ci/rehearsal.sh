@@ -17,5 +17,5 @@ if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq >/dev/null || true
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked --bin zhuge-card --example rehearsal --example wechat_standin
+cargo build-release
 REHEARSAL_NO_BUILD=true timeout 900 deploy/rehearsal/run.sh --short

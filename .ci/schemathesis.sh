@@ -23,8 +23,8 @@ need openapi-spec-validator 'openapi-spec-validator>=0.7'
 
 # A release build is shared with the benchmarks: reuse it unless the sources are newer.
 if [ -z "${ZHUGE_BIN:-}" ] && { [ ! -x "$bin" ] || [ -n "$(find src entity migration Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; }; then
-  echo "st: cargo build --release --locked"
-  cargo build --release --locked
+  echo "st: cargo build-release"
+  cargo build-release
 fi
 
 echo "== openapi-spec-validator openapi/openapi.json"

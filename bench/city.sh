@@ -22,7 +22,7 @@ export ZHUGE_MASTER_KEY=${ZHUGE_MASTER_KEY:-bench-city-master-key-bench-city-mas
 export BASE="http://127.0.0.1:$PORT"
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-cargo build --release --locked -q --bin zhuge-card --example city
+cargo build-release -q
 BIN=target/release/zhuge-card
 CITY=target/release/examples/city
 mkdir -p bench/out
@@ -80,15 +80,13 @@ measure() { # size db
     echo "$size $name status=$code $line"
   done
   # verify with a fresh token per request, minted ahead with the service's keys.
-  DATABASE_URL=$url ZHUGE_OUTBOX_WORKER=false target/release/examples/mint_qr 60000 > bench/out/tokens.txt 2>/dev/null \
-    || cargo run --release --locked -q --example mint_qr -- 60000 > bench/out/tokens.txt
+  DATABASE_URL=$url ZHUGE_OUTBOX_WORKER=false target/release/examples/mint_qr 60000 > bench/out/tokens.txt
   echo "$size verify status=200 $(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/scenarios/verify.lua \
     -H "Authorization: Bearer $STAFF" "$BASE" | grep '^RESULT')"
   echo "$size rss_mib=$(( $(awk '/VmHWM/ {print $2}' /proc/$server/status) / 1024 ))"
   kill $server; wait $server 2>/dev/null || true
 }
 
-cargo build --release --locked -q --example mint_qr
 { measure small zhuge_city_small; measure city zhuge_city_big; } | tee bench/out/city.txt
 echo
 echo "machine: $(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION; small scale $SMALL_SCALE, city scale $CITY_SCALE"

@@ -4,6 +4,6 @@
 STAFF=$(curl -sf -H 'content-type: application/json' -d '{"username":"demo.staff","password":"Demo-staff-2026"}' \
   "$BASE/api/v1/auth/password/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 mkdir -p bench/out
-cargo run --release --locked -q --example mint_qr -- 150000 > bench/out/tokens.txt
+target/release/examples/mint_qr 150000 > bench/out/tokens.txt
 WRK_ARGS=(-H "Authorization: Bearer $STAFF")
 NO_WARMUP=1

@@ -55,7 +55,7 @@ BIN="$OUT/zhuge-card"
 DRIVER="$OUT/examples/rehearsal"
 STANDIN="$OUT/examples/wechat_standin"
 if [ "${REHEARSAL_NO_BUILD:-false}" != true ]; then
-  (cd "$ROOT" && cargo build --release --locked --bin zhuge-card --example rehearsal --example wechat_standin)
+  (cd "$ROOT" && cargo build-release)
 fi
 for tool in haproxy redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "rehearsal: $tool is required (apt-get install haproxy redis-server)" >&2; exit 1; }

@@ -57,7 +57,7 @@ fn tools() -> Option<Tools> {
         missing.push("ffmpeg (apt-get install ffmpeg)".to_owned());
     }
     if found.3.is_none() {
-        missing.push(format!("{} (cargo build --release)", binary.display()));
+        missing.push(format!("{} (cargo build-release)", binary.display()));
     }
     if !missing.is_empty() {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -83,7 +83,7 @@ fn assert_fresh(binary: &Path) {
     }
     let web = newest(&Path::new(env!("CARGO_MANIFEST_DIR")).join("web"));
     let built = std::fs::metadata(binary).unwrap().modified().unwrap();
-    assert!(built >= web, "{} is older than web/: rebuild it (cargo build --release)", binary.display());
+    assert!(built >= web, "{} is older than web/: rebuild it (cargo build-release)", binary.display());
 }
 
 /// `zhuge-card serve --demo` on a free port with a private data dir; killed when dropped.
