@@ -14,3 +14,13 @@ pub fn required(field: &'static str, value: &str, max: usize, errors: &mut Vec<F
 pub fn check(errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() { Ok(()) } else { Err(ApiError::validation(errors)) }
 }
+
+/// Deserializes a field that a `PATCH` may leave out (`None`: no change), set to `null`
+/// (`Some(None)`: clear it) or set (`Some(Some(v))`). Use with `#[serde(default)]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

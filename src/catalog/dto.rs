@@ -225,8 +225,11 @@ pub struct BenefitInput {
     pub quota: Option<i32>,
     pub period: Option<Period>,
     pub valid_from: Option<DateTime<Utc>>,
-    /// After `valid_from`.
-    pub valid_until: Option<DateTime<Utc>>,
+    /// After `valid_from`. In a `PATCH`, `null` removes the end (valid until further
+    /// notice) and an absent field leaves it as it is.
+    #[serde(default, deserialize_with = "crate::validate::present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub valid_until: Option<Option<DateTime<Utc>>>,
     pub status: Option<Status>,
     pub offline_ok: Option<bool>,
 }

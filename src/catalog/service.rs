@@ -107,7 +107,7 @@ fn check_benefit(input: &BenefitInput, current: Option<&BenefitView>) -> Result<
         (Some(_), Some(_)) => {}
     }
     let from = input.valid_from.or(current.map(|c| c.valid_from));
-    let until = input.valid_until.or(current.and_then(|c| c.valid_until));
+    let until = input.valid_until.unwrap_or(current.and_then(|c| c.valid_until));
     if let (Some(from), Some(until)) = (from, until)
         && until <= from
     {
@@ -256,7 +256,7 @@ pub async fn create_benefit(state: &AppState, actor: &Actor, partner_id: Uuid, i
         quota: Set(input.quota),
         period: Set(input.period.unwrap_or(Period::Unlimited).as_str().into()),
         valid_from: Set(input.valid_from.unwrap_or(now)),
-        valid_until: Set(input.valid_until),
+        valid_until: Set(input.valid_until.flatten()),
         status: Set(input.status.unwrap_or(Status::Active).as_str().into()),
         offline_ok: Set(input.offline_ok.unwrap_or(false)),
         created_at: Set(now),
@@ -319,8 +319,8 @@ pub async fn update_benefit(
     if let Some(v) = input.valid_from {
         m.valid_from = Set(v);
     }
-    if input.valid_until.is_some() {
-        m.valid_until = Set(input.valid_until);
+    if let Some(v) = input.valid_until {
+        m.valid_until = Set(v);
     }
     if let Some(v) = input.status {
         m.status = Set(v.as_str().into());

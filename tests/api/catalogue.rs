@@ -242,6 +242,20 @@ async fn benefit_changes_are_validated_against_the_stored_benefit() {
     let (status, body) = json(patch(json!({"period": "month", "quota": 2, "categories": ["youth", "sci_tech"]})).await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(body["categories"], json!(["sci_tech", "youth"]));
+
+    // An end date is set, kept when the field is absent, and removed with null.
+    let stored = || async { benefit::Entity::find_by_id(b).one(&app.state.db).await.unwrap().unwrap().valid_until };
+    let (status, body) = json(patch(json!({"valid_until": "2099-01-01T00:00:00+08:00"})).await.unwrap()).await;
+    assert_eq!((status, body["valid_until"].as_str()), (200, Some("2098-12-31T16:00:00Z")), "{body}");
+    let (status, body) = json(patch(json!({"title": "b2"})).await.unwrap()).await;
+    assert_eq!((status, body["valid_until"].as_str()), (200, Some("2098-12-31T16:00:00Z")), "{body}");
+    assert!(stored().await.is_some());
+    let (status, body) = json(patch(json!({"valid_until": null})).await.unwrap()).await;
+    assert_eq!((status, body["valid_until"].clone()), (200, Value::Null), "{body}");
+    assert_eq!(stored().await, None);
+    assert_problem(patch(json!({"valid_until": "soon"})).await.unwrap(), 422, "validation_failed").await;
+    assert_eq!(stored().await, None);
+
     let other = app.create_partner(&op.access, partner_body("other")).await;
     let wrong = format!("/api/v1/admin/partners/{other}/benefits/{b}");
     assert_problem(app.get_as(&wrong, &op.access).await, 404, "not_found").await;

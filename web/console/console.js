@@ -453,6 +453,7 @@ function benefitBody(d, was = {}) {
   if (d.valid_from && (!was.valid_from || d.valid_from !== fmtDate(was.valid_from))) body.valid_from = midnight(d.valid_from);
   // The form names the last day; the API's valid_until is the instant the benefit ends.
   if (d.valid_until && (!was.valid_until || d.valid_until !== lastDay(was.valid_until))) body.valid_until = midnight(d.valid_until, true);
+  else if (!d.valid_until && was.valid_until) body.valid_until = null; // emptied: valid until further notice
   return body;
 }
 
