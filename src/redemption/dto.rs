@@ -85,7 +85,7 @@ pub struct RedemptionFilter {
     pub benefit_id: Option<Uuid>,
     /// `mine`, or a staff member's id: only the redemptions that staff member made. Staff
     /// who are not managers may name only themselves.
-    #[param(example = "mine")]
+    #[param(example = "mine", pattern = "^(mine|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub staff: Option<String>,
     /// First Beijing date, inclusive.
     pub from: Option<chrono::NaiveDate>,
