@@ -454,12 +454,13 @@ pub struct PartnerRedemptions {
 impl PartnerRedemptions {
     pub fn parse(staff: &SessionInfo, filter: &super::dto::RedemptionFilter) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        let scope = match filter.staff.as_deref().map(str::trim) {
-            None | Some("") => StaffScope::Partner,
+        // Exactly what the documented pattern allows: `mine` or a hyphenated UUID.
+        let scope = match filter.staff.as_deref() {
+            None => StaffScope::Partner,
             Some("mine") => StaffScope::One(staff.user_id),
-            Some(id) => match id.parse::<Uuid>() {
-                Ok(id) => StaffScope::One(id),
-                Err(_) => {
+            Some(id) => match Uuid::try_parse(id).ok().filter(|_| id.len() == 36) {
+                Some(id) => StaffScope::One(id),
+                None => {
                     errors.push(FieldError::new(
                         "staff",
                         "invalid",

@@ -590,6 +590,8 @@ async fn the_desk_list_filters_by_staff_and_beijing_dates_and_pages_by_time() {
     // Bad filters are 422 naming the parameter, never 500.
     for (query, field) in [
         ("?staff=someone", "staff"),
+        ("?staff=", "staff"),
+        ("?staff=%20mine", "staff"),
         ("?from=2026-12-03&to=2026-12-02", "from"),
         ("?from=2026-13-01", "from"),
         ("?to=yesterday", "to"),
