@@ -37,21 +37,22 @@ const FOLD_STEP: Duration = Duration::days(1);
 pub struct Rollup {
     pub table: &'static str,
     pub watermark: &'static str,
-    /// The dimensions it keeps, as columns of both it and `redemptions`.
-    columns: &'static str,
+    /// The dimensions it keeps (columns of both it and `redemptions`), in [`Dimension`] order.
     keeps: &'static [Dimension],
 }
 
+impl Rollup {
+    /// Its columns, as a SQL list.
+    fn columns(&self) -> String {
+        self.keeps.iter().map(|d| d.column()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// Day × partner × benefit × tier: any report can be answered from it.
-pub const FINE: Rollup =
-    Rollup { table: "redemption_daily", watermark: "redemptions", columns: "day, partner_id, benefit_id, tier", keeps: &Dimension::ALL };
+pub const FINE: Rollup = Rollup { table: "redemption_daily", watermark: "redemptions", keeps: &Dimension::ALL };
 /// Day × tier: city-wide reports by day and tier.
-pub const DAY_TIER: Rollup = Rollup {
-    table: "redemption_day_tier",
-    watermark: "redemptions_day_tier",
-    columns: "day, tier",
-    keeps: &[Dimension::Day, Dimension::Tier],
-};
+pub const DAY_TIER: Rollup =
+    Rollup { table: "redemption_day_tier", watermark: "redemptions_day_tier", keeps: &[Dimension::Day, Dimension::Tier] };
 /// Every rollup the fold maintains.
 pub const ROLLUPS: [&Rollup; 2] = [&FINE, &DAY_TIER];
 
@@ -190,7 +191,7 @@ impl Report {
                 q.push(" AND partner_id = ").bind(p);
             }
         };
-        let columns = rollup.columns;
+        let columns = rollup.columns();
         q.push(&format!("SELECT {columns}, count AS n FROM {} WHERE 1 = 1", rollup.table));
         range(q);
         q.push(&format!(" UNION ALL SELECT {columns}, 1 AS n FROM redemptions WHERE created_at >= "));
@@ -351,7 +352,7 @@ pub async fn fold(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u32, se
 /// re-read), but would wait.
 async fn fold_rollup(db: &DatabaseConnection, rollup: &Rollup, now: DateTime<Utc>) -> Result<u32, sea_orm::DbErr> {
     let target = now - FOLD_LAG;
-    let columns = rollup.columns;
+    let columns = rollup.columns();
     let mut steps = 0;
     loop {
         let txn = crate::db::begin_write(db).await?;

@@ -398,9 +398,6 @@ fn the_kubernetes_manifests_agree_with_how_the_service_shuts_down() {
     assert_eq!(yaml_value(&deployment, "startupProbe:", "path"), "/healthz");
     assert_eq!(yaml_value(&deployment, "livenessProbe:", "path"), "/healthz");
     assert_eq!(yaml_value(&deployment, "readinessProbe:", "path"), "/readyz");
-    // /readyz answers within its 250 ms Redis budget plus a database ping; the probe waits longer.
-    let readiness_timeout: u64 = yaml_value(&deployment, "readinessProbe:", "timeoutSeconds").parse().unwrap();
-    assert!(readiness_timeout >= 1);
     let listen = yaml_value(&config, "", "ZHUGE_LISTEN");
     let port = yaml_value(&deployment, "ports:", "containerPort");
     assert!(listen.ends_with(&format!(":{port}")), "ZHUGE_LISTEN {listen} is not the container port {port}");
