@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::db;
+use crate::redemption::scan::Scans;
 use crate::telemetry::Metrics;
 use crate::wechat::WechatClient;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub wechat: Arc<WechatClient>,
     pub catalog_cache: Arc<CatalogCache>,
     pub qr_keys: Arc<Keys>,
+    /// Verifications, written in batches on `db` (see [`crate::redemption::scan`]).
+    pub scans: Arc<Scans>,
     /// Set on SIGTERM (see [`AppState::start_draining`]); shared by every worker.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -49,6 +52,7 @@ impl AppState {
         let wechat = WechatClient::new(&settings.wechat, cache.clone())?;
         crate::cards::keys::ensure(&db, &keyring, clock.now()).await?;
         crate::audit::upgrade(&db, &keyring, clock.now()).await?;
+        let scans = Arc::new(Scans::new(db.clone()));
         Ok(Self {
             db_relaxed: db.clone(),
             db_reports,
@@ -62,6 +66,7 @@ impl AppState {
             wechat: Arc::new(wechat),
             catalog_cache: Arc::new(CatalogCache::default()),
             qr_keys: Arc::new(Keys::default()),
+            scans,
             draining: Arc::default(),
         })
     }
@@ -84,7 +89,8 @@ impl AppState {
             _ => None,
         }
         .unwrap_or_else(|| (self.db.clone(), self.db_relaxed.clone()));
-        Self { db, db_relaxed, cache: self.cache.for_this_thread(), ..self.clone() }
+        let scans = Arc::new(Scans::new(db.clone()));
+        Self { db, db_relaxed, scans, cache: self.cache.for_this_thread(), ..self.clone() }
     }
 }
 

@@ -7,6 +7,6 @@ pub mod quota;
 pub mod render;
 pub mod retention;
 pub mod routes;
-mod scan;
+pub mod scan;
 pub mod service;
 pub mod stats;

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::dto::{QrView, RedemptionView, RevocationEntry, RevocationFeed, VerifyView};
 use super::idempotency::Claim;
 use super::quota;
-use super::scan::{self, Scan};
+use super::scan::Scan;
 use crate::audit::{self, Actor, Change, ledger};
 use crate::auth::sessions::SessionInfo;
 use crate::cards::dto::{CardStatus, CardView, classification_of};
@@ -104,7 +104,8 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, ip: Option<&str>, sca
         tag: String::new(),
     };
     visit.tag = ledger::visit_tag(&state.keyring, &visit);
-    let Scan { card, opened, used } = scan::run(&state.db, &visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
+    let visit_id = visit.id;
+    let Scan { card, opened, used } = state.scans.run(visit).await?.ok_or_else(|| ApiError::new(ErrorCode::QrInvalid))?;
     if let Some(problem) = card_problem(CardStatus::of(&card, now)?) {
         return Err(problem);
     }
@@ -113,7 +114,7 @@ pub async fn verify(state: &AppState, staff: &SessionInfo, ip: Option<&str>, sca
     }
     let (tier, category) = classification_of(&card)?;
     let offered: Vec<BenefitView> = offered.iter().filter(|b| eligible(b, tier, category, now)).cloned().collect();
-    Ok(VerifyView { visit_id: visit.id, card: CardView::of(&card, now)?, benefits: quota::remaining(offered, &used, now) })
+    Ok(VerifyView { visit_id, card: CardView::of(&card, now)?, benefits: quota::remaining(offered, &used, now) })
 }
 
 /// A redemption that passed every check, ready to be written.

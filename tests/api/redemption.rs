@@ -166,6 +166,38 @@ async fn the_same_qr_verified_concurrently_on_two_instances_opens_one_visit() {
 }
 
 #[tokio::test]
+async fn scans_that_arrive_together_open_one_visit_per_token() {
+    // On PostgreSQL scans waiting at one moment are written in one statement: duplicates
+    // of a token inside that statement must still open one visit between them.
+    let s = scene().await;
+    let mut holders = vec![s.holder.card_id];
+    let mut tokens = vec![s.qr().await];
+    for (n, name) in [(51, "李四光"), (52, "王五岳")] {
+        let other = s.app.issue_card(&format!("holder{n}"), name, &id_number(n), "C", "sci_tech").await;
+        let (status, body) = json(s.app.get_as("/api/v1/me/card/qr", &other.talent.access).await).await;
+        assert_eq!(status, 200, "{body}");
+        holders.push(other.card_id);
+        tokens.push(body["token"].as_str().unwrap().to_owned());
+    }
+    const COPIES: usize = 5;
+    let sent: Vec<(usize, &String)> = tokens.iter().enumerate().flat_map(|(i, t)| std::iter::repeat_n((i, t), COPIES)).collect();
+    let results = futures_util::future::join_all(sent.iter().map(|(_, t)| s.verify_as(&s.app, &s.staff, t))).await;
+    let mut opened = vec![Vec::new(); tokens.len()];
+    for ((i, _), r) in sent.iter().zip(results) {
+        match r.status().as_u16() {
+            200 => opened[*i].push(json(r).await.1["visit_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+            _ => drop(assert_problem(r, 409, "qr_replayed").await),
+        }
+    }
+    for (i, visits) in opened.iter().enumerate() {
+        assert_eq!(visits.len(), 1, "token {i} opened {visits:?}");
+        let stored = visit::Entity::find_by_id(visits[0]).one(&s.app.state.db).await.unwrap().expect("the visit the desk was shown");
+        assert_eq!((stored.card_id, stored.partner_id), (holders[i], s.partner));
+    }
+    assert_eq!(visit::Entity::find().count(&s.app.state.db).await.unwrap(), tokens.len() as u64);
+}
+
+#[tokio::test]
 async fn windows_tampering_keys_and_card_state() {
     let (settings, db) = test_settings().await;
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00+08:00").unwrap().to_utc();
