@@ -5,14 +5,18 @@
 #
 #   bench/run.sh [scenario ...]        default: every bench/scenarios/*.lua
 #   DURATION=15s CONNECTIONS=64 THREADS=2 bench/run.sh
+#   BENCH_BIN=/tmp/zhuge-before bench/run.sh verify
+#   PACED_RATE=2000 bench/run.sh verify     # also verify at a constant 2 000/s (latency, not throughput)
 #
 # The service and pgbench both reach PostgreSQL over loopback TCP without TLS
 # (DB_PARAMS, PGSSLMODE): TLS to a database on the same host only burns CPU.
 #
 # A scenario is bench/scenarios/NAME.lua (a wrk script) with an optional NAME.sh beside
 # it, sourced before the run to prepare data; it may set WRK_ARGS (e.g. headers),
-# NO_WARMUP (single-use requests) and COMPARE_PGBENCH (also run pgbench's TPC-B, scale 10,
-# with the same client count against the same PostgreSQL, and report the ratio to it).
+# NO_WARMUP (single-use requests) and COMPARE_PGBENCH, which also runs pgbench with the same
+# client count against the same PostgreSQL and reports the ratio to it: `tpcb` (TPC-B,
+# scale 10) or `insert` (bench/pgbench/insert.sql, one single-row INSERT … ON CONFLICT DO
+# NOTHING per transaction).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +35,9 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 
-cargo build-release -q
-BIN=target/release/zhuge-card
+# BENCH_BIN: measure a binary built elsewhere (an earlier commit, to compare in one sitting).
+BIN=${BENCH_BIN:-target/release/zhuge-card}
+[ -n "${BENCH_BIN:-}" ] || cargo build-release -q
 
 psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 redis-cli --scan --pattern 'bench:*' | xargs -r redis-cli del >/dev/null
@@ -66,7 +71,7 @@ fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
 results=()
 results+=("$(run healthz bench/scenarios/healthz.lua)")
-pgbench_wanted=
+pgbench_wanted=()
 for s in "${scenarios[@]}"; do
   WRK_ARGS=()
   NO_WARMUP=
@@ -76,15 +81,43 @@ for s in "${scenarios[@]}"; do
     source "bench/scenarios/$s.sh"
   fi
   results+=("$(run "$s" "bench/scenarios/$s.lua" "${WRK_ARGS[@]}")")
-  [ -z "$COMPARE_PGBENCH" ] || pgbench_wanted+=" $s"
+  [ -z "$COMPARE_PGBENCH" ] || pgbench_wanted+=("$s:$COMPARE_PGBENCH")
 done
-pgbench_tps=
-if [ -n "$pgbench_wanted" ]; then
-  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS zhuge_pgbench WITH (FORCE)" -c "CREATE DATABASE zhuge_pgbench" >/dev/null 2>&1
-  pgbench -q -i -s 10 "$PGURL/zhuge_pgbench" >/dev/null 2>&1
-  psql "$PGURL/postgres" -qc CHECKPOINT
-  pgbench_tps=$(pgbench -c "$CONNECTIONS" -j "$THREADS" -T "${DURATION%s}" "$PGURL/zhuge_pgbench" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p')
+# PACED_RATE: after the scenarios, verifications at that constant rate for PACED_SECONDS
+# (examples/paced.rs: latency from each request's due time, as wrk2 measures).
+if [ -n "${PACED_RATE:-}" ]; then
+  [ -n "${STAFF:-}" ] || source bench/scenarios/verify.sh
+  PACED_SECONDS=${PACED_SECONDS:-20}
+  target/release/examples/mint_qr $((PACED_RATE * PACED_SECONDS)) > bench/out/paced-tokens.txt
+  results+=("verify@${PACED_RATE}/s $(target/release/examples/paced --base "$BASE" --bearer "$STAFF" \
+    --tokens bench/out/paced-tokens.txt --rate "$PACED_RATE" --seconds "$PACED_SECONDS" --connections "$CONNECTIONS")")
+  # The floor: pgbench's single-row insert at the same rate and client count, its latency
+  # also counted from each transaction's scheduled start (time + schedule lag).
+  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS zhuge_pgbench_paced WITH (FORCE)" -c "CREATE DATABASE zhuge_pgbench_paced" >/dev/null 2>&1
+  psql "$PGURL/zhuge_pgbench_paced" -qc 'CREATE TABLE nonces (nonce text PRIMARY KEY, at timestamptz NOT NULL)'
+  rm -rf bench/out/pgbench-log && mkdir -p bench/out/pgbench-log
+  command pgbench -n -f bench/pgbench/insert.sql -c "$CONNECTIONS" -j "$THREADS" -R "$PACED_RATE" -T "$PACED_SECONDS" \
+    --log --log-prefix=bench/out/pgbench-log/log "$PGURL/zhuge_pgbench_paced" >/dev/null 2>&1
+  results+=("pgbench-insert@${PACED_RATE}/s $(cat bench/out/pgbench-log/log* | awk -v secs="$PACED_SECONDS" '{ print $3 + $7 }' | sort -n |
+    awk -v secs="$PACED_SECONDS" '{ a[NR] = $1 } END { printf "RESULT rps=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f requests=%d errors=0 non2xx=0\n",
+      NR / secs, a[int(NR * 0.5)] / 1000, a[int(NR * 0.9)] / 1000, a[int(NR * 0.99)] / 1000, NR }')")
 fi
+pgbench() { # kind -> tps
+  local db=zhuge_pgbench_$1 args=()
+  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null 2>&1
+  case $1 in
+    tpcb) command pgbench -q -i -s 10 "$PGURL/$db" >/dev/null 2>&1;;
+    insert) psql "$PGURL/$db" -qc 'CREATE TABLE nonces (nonce text PRIMARY KEY, at timestamptz NOT NULL)'
+            args=(-n -f bench/pgbench/insert.sql);;
+  esac
+  psql "$PGURL/postgres" -qc CHECKPOINT
+  command pgbench "${args[@]}" -c "$CONNECTIONS" -j "$THREADS" -T "${DURATION%s}" "$PGURL/$db" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p'
+}
+declare -A pgbench_tps=()
+for w in "${pgbench_wanted[@]}"; do
+  kind=${w#*:}
+  [ -n "${pgbench_tps[$kind]:-}" ] || pgbench_tps[$kind]=$(pgbench "$kind")
+done
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
 
 base_rps=$(echo "${results[0]}" | sed -E 's/.*rps=([0-9.]+).*/\1/')
@@ -98,13 +131,14 @@ for r in "${results[@]}"; do
   printf '%-22s %10s %8s %8s %8s %7s %8s\n' "$name" "$rps" "$(get p50_ms)" "$(get p90_ms)" "$(get p99_ms)" "$errs" "$ratio"
 done
 echo "server peak RSS: $((rss_kb / 1024)) MiB"
-if [ -n "$pgbench_tps" ]; then
-  echo "pgbench TPC-B (scale 10, -c$CONNECTIONS -j$THREADS -T${DURATION%s}): $pgbench_tps tps"
+for kind in "${!pgbench_tps[@]}"; do
+  echo "pgbench $kind (-c$CONNECTIONS -j$THREADS -T${DURATION%s}): ${pgbench_tps[$kind]} tps"
+done
+for w in "${pgbench_wanted[@]}"; do
+  name=${w%%:*} kind=${w#*:}
   for r in "${results[@]}"; do
-    name=${r%% *}
-    case " $pgbench_wanted " in *" $name "*)
-      rps=$(echo "$r" | sed -E 's/.*rps=([0-9.]+).*/\1/')
-      echo "$name / pgbench TPC-B: $(awk -v a="$rps" -v b="$pgbench_tps" 'BEGIN { printf "%.2f", a / b }')";;
-    esac
+    [ "${r%% *}" = "$name" ] || continue
+    rps=$(echo "$r" | sed -E 's/.*rps=([0-9.]+).*/\1/')
+    echo "$name / pgbench $kind: $(awk -v a="$rps" -v b="${pgbench_tps[$kind]}" 'BEGIN { printf "%.2f", a / b }')"
   done
-fi
+done

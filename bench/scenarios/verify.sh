@@ -7,3 +7,4 @@ mkdir -p bench/out
 target/release/examples/mint_qr 150000 > bench/out/tokens.txt
 WRK_ARGS=(-H "Authorization: Bearer $STAFF")
 NO_WARMUP=1
+COMPARE_PGBENCH=insert
