@@ -7,6 +7,7 @@
 #   bench/city.sh                       # scale 1: 1.5 M cards, 20 M redemptions (≈ 13 GiB)
 #   CITY_SCALE=0.1 SMALL_SCALE=0.0001 DURATION=10s bench/city.sh
 #   KEEP=1 bench/city.sh                # reuse zhuge_city_small / zhuge_city_big if present
+#   BENCH_NO_BUILD=1 bench/city.sh      # measure the release build already in target/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ export ZHUGE_MASTER_KEY=${ZHUGE_MASTER_KEY:-bench-city-master-key-bench-city-mas
 export BASE="http://127.0.0.1:$PORT"
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-cargo build-release -q
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build-release -q
 BIN=target/release/zhuge-card
 CITY=target/release/examples/city
 mkdir -p bench/out
@@ -44,7 +45,7 @@ measure() { # size db
   local server=$!
   for _ in $(seq 1 300); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
   local op="bench.op.$RANDOM"
-  printf 'Bench-password-2026\n' | DATABASE_URL=$url "$BIN" create-admin --username "$op" --password-stdin --role operator >/dev/null
+  printf 'Bench-password-2026\n' | DATABASE_URL=$url "$BIN" create-admin --username "$op" --password-stdin --role super_admin >/dev/null
   local OPERATOR STAFF
   OPERATOR=$(login "$op" Bench-password-2026)
   STAFF=$(login city.staff.0 City-staff-2026)
