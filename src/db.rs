@@ -27,7 +27,7 @@ pub fn report_pool(settings: &Settings, db: &DatabaseConnection) -> DatabaseConn
         return db.clone();
     }
     let Ok(options) = settings.database_url().parse::<PgConnectOptions>() else { return db.clone() };
-    let options = with_timeouts(options.disable_statement_logging(), Some(settings.report_timeout()));
+    let options = with_session_settings(options.disable_statement_logging(), Some(settings.report_timeout()));
     let pool = PgPoolOptions::new()
         .max_connections(settings.db_report_connections.max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -44,7 +44,7 @@ pub fn report_pool(settings: &Settings, db: &DatabaseConnection) -> DatabaseConn
 /// parameter the planner cannot see (a report's unfolded tail since a watermark) is
 /// estimated high enough to be compiled, which at 2 million redemptions cost 27 ms of a
 /// query that ran 26 ms, on every request.
-fn with_timeouts(
+fn with_session_settings(
     options: sea_orm::sqlx::postgres::PgConnectOptions,
     timeout: Option<Duration>,
 ) -> sea_orm::sqlx::postgres::PgConnectOptions {
@@ -81,7 +81,9 @@ pub async fn connect_url_with(url: &str, max_connections: u32, statement_timeout
                 .foreign_keys(true)
         });
     } else {
-        opts.max_connections(max_connections).min_connections(1).map_sqlx_postgres_opts(move |o| with_timeouts(o, statement_timeout));
+        opts.max_connections(max_connections)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(move |o| with_session_settings(o, statement_timeout));
     }
     Database::connect(opts).await
 }
@@ -105,7 +107,7 @@ pub fn pools_for_this_thread(
 ) -> Option<(DatabaseConnection, DatabaseConnection)> {
     use sea_orm::sqlx::ConnectOptions as _;
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let options = with_timeouts(url.parse::<PgConnectOptions>().ok()?.disable_statement_logging(), statement_timeout);
+    let options = with_session_settings(url.parse::<PgConnectOptions>().ok()?.disable_statement_logging(), statement_timeout);
     let pool = |options: PgConnectOptions, size: u32| {
         let pool = PgPoolOptions::new()
             .max_connections(size.max(1))

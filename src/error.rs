@@ -425,10 +425,18 @@ internal_errors!(anyhow::Error, crate::crypto::CryptoError, tokio::task::JoinErr
 /// retrying, not a broken service.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        if crate::db::is_overload(&e) {
-            ApiError::new(ErrorCode::ServiceUnavailable).retry_after(1).cause(e)
+        ApiError::answering(&e).cause(e)
+    }
+}
+
+impl ApiError {
+    /// What a database failure answers, without its cause: for one failure that answers
+    /// several requests (a batch of scans), each given the cause as text.
+    pub fn answering(e: &sea_orm::DbErr) -> Self {
+        if crate::db::is_overload(e) {
+            ApiError::new(ErrorCode::ServiceUnavailable).retry_after(1)
         } else {
-            ApiError::internal(e)
+            ApiError::new(ErrorCode::Internal)
         }
     }
 }

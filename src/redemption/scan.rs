@@ -95,8 +95,10 @@ fn start_writer(db: DatabaseConnection) -> mpsc::UnboundedSender<Job> {
     queue
 }
 
-/// Writes a batch and answers each scan. If the statement fails, each scan is retried on
-/// its own, so that one bad row or a transient error is answered per scan.
+/// Writes a batch and answers each scan. Every value in a batch is the service's own, so
+/// a batch fails as a whole (the database is down, restarting or overloaded) and every
+/// scan in it gets that answer; writing each again would only add load to a database that
+/// is already failing.
 async fn write(db: &DatabaseConnection, batch: Vec<Job>) {
     let visits: Vec<&visit::Model> = batch.iter().map(|job| &job.visit).collect();
     match in_one_statement(db, &visits).await {
@@ -105,18 +107,11 @@ async fn write(db: &DatabaseConnection, batch: Vec<Job>) {
                 drop(job.reply.send(Ok(scans.remove(&job.visit.id))));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            if let Some(job) = batch.into_iter().next() {
-                drop(job.reply.send(Err(e.into())));
-            }
-        }
         Err(e) => {
-            tracing::warn!(error = %e, scans = batch.len(), "a batch of scans failed; writing each alone");
-            futures_util::future::join_all(batch.into_iter().map(|job| async move {
-                let alone = in_one_statement(db, &[&job.visit]).await.map(|mut scans| scans.remove(&job.visit.id));
-                drop(job.reply.send(alone.map_err(ApiError::from)));
-            }))
-            .await;
+            let cause = format!("a batch of {} scans failed: {e}", batch.len());
+            for job in batch {
+                drop(job.reply.send(Err(ApiError::answering(&e).cause(anyhow::anyhow!(cause.clone())))));
+            }
         }
     }
 }
@@ -141,19 +136,38 @@ SELECT i.visit_id, c.*,
       WHERE q.card_id = c.id AND q.benefit_id IN (SELECT b.id FROM benefits b WHERE b.partner_id = i.partner_id)) AS used
 FROM i JOIN cards c ON c.id = i.card_id"#;
 
+/// One row of the statement's input, borrowed from the visit it opens.
+#[derive(serde::Serialize)]
+struct Input<'a> {
+    visit_id: Uuid,
+    card_id: Uuid,
+    partner_id: Uuid,
+    staff_id: Uuid,
+    nonce: &'a str,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    ip: Option<&'a str>,
+    tag: &'a str,
+}
+
 /// Writes the visits in one statement (one round trip, one commit); the scans by visit id,
 /// without those whose card does not exist.
 async fn in_one_statement(db: &DatabaseConnection, visits: &[&visit::Model]) -> Result<HashMap<Uuid, Scan>, sea_orm::DbErr> {
-    let rows: Vec<serde_json::Value> = visits
+    let input: Vec<Input> = visits
         .iter()
-        .map(|v| {
-            serde_json::json!({
-                "visit_id": v.id, "card_id": v.card_id, "partner_id": v.partner_id, "staff_id": v.staff_id,
-                "nonce": v.nonce, "created_at": v.created_at, "expires_at": v.expires_at, "ip": v.ip, "tag": v.tag,
-            })
+        .map(|v| Input {
+            visit_id: v.id,
+            card_id: v.card_id,
+            partner_id: v.partner_id,
+            staff_id: v.staff_id,
+            nonce: &v.nonce,
+            created_at: v.created_at,
+            expires_at: v.expires_at,
+            ip: v.ip.as_deref(),
+            tag: &v.tag,
         })
         .collect();
-    let input = serde_json::Value::Array(rows).to_string();
+    let input = serde_json::to_string(&input).map_err(|e| sea_orm::DbErr::Custom(format!("scan input: {e}")))?;
     let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, SCAN_SQL, [input.into()])).await?;
     rows.iter()
         .map(|row| {

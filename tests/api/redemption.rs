@@ -9,6 +9,7 @@ use uuid::Uuid;
 use zhuge_card::auth::Role;
 use zhuge_card::clock::Clock;
 
+use crate::support::binary::{Service, free_port};
 use crate::support::cards::{Issued, id_number};
 use crate::support::catalog::{benefit_body, partner_body};
 use crate::support::users::Tokens;
@@ -165,11 +166,11 @@ async fn the_same_qr_verified_concurrently_on_two_instances_opens_one_visit() {
     }
 }
 
-#[tokio::test]
-async fn scans_that_arrive_together_open_one_visit_per_token() {
-    // On PostgreSQL scans waiting at one moment are written in one statement: duplicates
-    // of a token inside that statement must still open one visit between them.
-    let s = scene().await;
+/// Three cards' tokens, each sent twelve times at once to `base`: each token opens one visit
+/// between its copies, stored with its card at the staff member's partner, and nothing else
+/// is stored. On PostgreSQL scans waiting at one moment are written in one statement, so
+/// copies of one token meet inside a statement as well as across statements.
+async fn scan_together(s: &Scene, base: &str) {
     let mut holders = vec![s.holder.card_id];
     let mut tokens = vec![s.qr().await];
     for (n, name) in [(51, "李四光"), (52, "王五岳")] {
@@ -179,11 +180,18 @@ async fn scans_that_arrive_together_open_one_visit_per_token() {
         holders.push(other.card_id);
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
-    const COPIES: usize = 5;
+    // Enough that batches form in the real binary too: with 5 copies a naive batch (any row
+    // opened counts as opened for all) passed there; with 12 it fails in both tests.
+    const COPIES: usize = 12;
     let sent: Vec<(usize, &String)> = tokens.iter().enumerate().flat_map(|(i, t)| std::iter::repeat_n((i, t), COPIES)).collect();
-    let results = futures_util::future::join_all(sent.iter().map(|(_, t)| s.verify_as(&s.app, &s.staff, t))).await;
+    let url = format!("{base}/api/v1/merchant/verify");
+    let results = futures_util::future::join_all(
+        sent.iter().map(|(_, t)| s.app.client.post(&url).bearer_auth(&s.staff.access).json(&json!({"qr": t})).send()),
+    )
+    .await;
     let mut opened = vec![Vec::new(); tokens.len()];
     for ((i, _), r) in sent.iter().zip(results) {
+        let r = r.unwrap();
         match r.status().as_u16() {
             200 => opened[*i].push(json(r).await.1["visit_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
             _ => drop(assert_problem(r, 409, "qr_replayed").await),
@@ -195,6 +203,30 @@ async fn scans_that_arrive_together_open_one_visit_per_token() {
         assert_eq!((stored.card_id, stored.partner_id), (holders[i], s.partner));
     }
     assert_eq!(visit::Entity::find().count(&s.app.state.db).await.unwrap(), tokens.len() as u64);
+}
+
+#[tokio::test]
+async fn scans_that_arrive_together_open_one_visit_per_token() {
+    let s = scene().await;
+    scan_together(&s, &s.app.address).await;
+}
+
+#[tokio::test]
+async fn the_real_binary_writes_scans_that_arrive_together_once_per_token() {
+    // The writer that batches scans starts inside an HTTP worker's runtime: this is the
+    // binary an operator runs, configured only by the variables the README documents.
+    let s = scene().await;
+    let data_dir = s.app.state.settings.data_dir.clone();
+    let env = [
+        ("DATABASE_URL", s.app.state.settings.database_url()),
+        ("ZHUGE_DATA_DIR", data_dir.display().to_string()),
+        ("ZHUGE_WORKERS", "2".to_owned()),
+        ("ZHUGE_OUTBOX_WORKER", "false".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut service = Service::start(&env, free_port(), &data_dir.join("scans.log"));
+    service.wait_ready(&s.app.client).await;
+    scan_together(&s, &service.base).await;
 }
 
 #[tokio::test]
