@@ -96,27 +96,27 @@ if [ -n "${PACED_RATE:-}" ]; then
   psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS zhuge_pgbench_paced WITH (FORCE)" -c "CREATE DATABASE zhuge_pgbench_paced" >/dev/null 2>&1
   psql "$PGURL/zhuge_pgbench_paced" -qc 'CREATE TABLE nonces (nonce text PRIMARY KEY, at timestamptz NOT NULL)'
   rm -rf bench/out/pgbench-log && mkdir -p bench/out/pgbench-log
-  command pgbench -n -f bench/pgbench/insert.sql -c "$CONNECTIONS" -j "$THREADS" -R "$PACED_RATE" -T "$PACED_SECONDS" \
+  pgbench -n -f bench/pgbench/insert.sql -c "$CONNECTIONS" -j "$THREADS" -R "$PACED_RATE" -T "$PACED_SECONDS" \
     --log --log-prefix=bench/out/pgbench-log/log "$PGURL/zhuge_pgbench_paced" >/dev/null 2>&1
-  results+=("pgbench-insert@${PACED_RATE}/s $(cat bench/out/pgbench-log/log* | awk -v secs="$PACED_SECONDS" '{ print $3 + $7 }' | sort -n |
+  results+=("pgbench-insert@${PACED_RATE}/s $(cat bench/out/pgbench-log/log* | awk '{ print $3 + $7 }' | sort -n |
     awk -v secs="$PACED_SECONDS" '{ a[NR] = $1 } END { printf "RESULT rps=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f requests=%d errors=0 non2xx=0\n",
       NR / secs, a[int(NR * 0.5)] / 1000, a[int(NR * 0.9)] / 1000, a[int(NR * 0.99)] / 1000, NR }')")
 fi
-pgbench() { # kind -> tps
+pgbench_tps_of() { # kind -> tps
   local db=zhuge_pgbench_$1 args=()
   psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null 2>&1
   case $1 in
-    tpcb) command pgbench -q -i -s 10 "$PGURL/$db" >/dev/null 2>&1;;
+    tpcb) pgbench -q -i -s 10 "$PGURL/$db" >/dev/null 2>&1;;
     insert) psql "$PGURL/$db" -qc 'CREATE TABLE nonces (nonce text PRIMARY KEY, at timestamptz NOT NULL)'
             args=(-n -f bench/pgbench/insert.sql);;
   esac
   psql "$PGURL/postgres" -qc CHECKPOINT
-  command pgbench "${args[@]}" -c "$CONNECTIONS" -j "$THREADS" -T "${DURATION%s}" "$PGURL/$db" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p'
+  pgbench "${args[@]}" -c "$CONNECTIONS" -j "$THREADS" -T "${DURATION%s}" "$PGURL/$db" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p'
 }
 declare -A pgbench_tps=()
 for w in "${pgbench_wanted[@]}"; do
   kind=${w#*:}
-  [ -n "${pgbench_tps[$kind]:-}" ] || pgbench_tps[$kind]=$(pgbench "$kind")
+  [ -n "${pgbench_tps[$kind]:-}" ] || pgbench_tps[$kind]=$(pgbench_tps_of "$kind")
 done
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
 
