@@ -15,6 +15,7 @@ mod m20261202_000009_ledger_tags;
 mod m20261202_000010_statistics_rollup;
 mod m20261202_000011_redemption_staff_index;
 mod m20261202_000012_day_tier_rollup;
+mod m20261203_000013_card_search_keyset;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_statistics_rollup::Migration),
             Box::new(m20261202_000011_redemption_staff_index::Migration),
             Box::new(m20261202_000012_day_tier_rollup::Migration),
+            Box::new(m20261203_000013_card_search_keyset::Migration),
         ]
     }
 }
