@@ -16,6 +16,7 @@ mod m20261202_000010_statistics_rollup;
 mod m20261202_000011_redemption_staff_index;
 mod m20261202_000012_day_tier_rollup;
 mod m20261203_000013_card_search_keyset;
+mod m20261203_000014_partner_rollups;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_redemption_staff_index::Migration),
             Box::new(m20261202_000012_day_tier_rollup::Migration),
             Box::new(m20261203_000013_card_search_keyset::Migration),
+            Box::new(m20261203_000014_partner_rollups::Migration),
         ]
     }
 }

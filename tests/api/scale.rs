@@ -95,12 +95,21 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     let (mut settings, db) = test_settings().await;
     // The test folds by itself.
     settings.outbox_worker = false;
-    let start = at("2026-03-01T23:30:00+08:00");
+    // The last days of February and the first of March: reports by partner take March
+    // from the month rollup and February's days from the day × partner one.
+    let start = at("2026-02-27T23:30:00+08:00");
     let clock = Clock::manual(start);
     let app = spawn_with_settings(settings, db, clock.clone()).await;
     let conn = &app.state.db;
     let mut rng = rand::rngs::StdRng::seed_from_u64(15);
-    let partners: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    // Six partners in the catalogue, every other one with redemptions: reports by partner
+    // are counted a stretch of partners at a time, and some stretches hold none.
+    let operator = app.admin(Role::Operator).await;
+    let mut catalogue = Vec::new();
+    for i in 0..6 {
+        catalogue.push(app.create_partner(&operator.access, partner_body(&format!("统计合作单位{i}"))).await);
+    }
+    let partners: Vec<Uuid> = catalogue.iter().copied().skip(1).step_by(2).collect();
     let benefits: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let everything = Report {
         from: start.date_naive() - chrono::Duration::days(2),
@@ -161,16 +170,76 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     assert!(folded > 0, "the rollup stayed empty");
 
     // Coarser groupings add up to the same total; one partner is that partner's share.
-    let total: i64 = truth(conn).await.values().sum();
-    for by in [vec![Dimension::Day], vec![Dimension::Tier], vec![Dimension::Partner, Dimension::Tier], vec![]] {
+    let expected = truth(conn).await;
+    let total: i64 = expected.values().sum();
+    for by in [vec![Dimension::Day], vec![Dimension::Tier], vec![Dimension::Partner], vec![Dimension::Partner, Dimension::Tier], vec![]] {
         let report = Report { by: by.clone(), ..everything.clone() };
         let rows = report.page(conn, None, None, 1000).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), total, "{by:?}");
     }
     let mine = Report { partner: Some(partners[0]), ..everything.clone() };
-    assert_eq!(Report { by: vec![Dimension::Day], ..mine.clone() }.rollup(), &stats::FINE, "one partner needs the fine grain");
-    let expected: i64 = truth(conn).await.iter().filter(|(k, _)| k.1 == partners[0]).map(|(_, n)| n).sum();
-    assert_eq!(report_all(conn, &mine, 5).await.values().sum::<i64>(), expected);
+    assert_eq!(Report { by: vec![Dimension::Day], ..mine.clone() }.rollup(), &stats::PARTNER_DAY);
+    let by_benefit = Report { by: vec![Dimension::Day, Dimension::Benefit], ..mine.clone() };
+    assert_eq!(by_benefit.rollup(), &stats::FINE, "one partner by benefit needs the fine grain");
+    let share = |partner: Uuid, from: &str, to: &str| -> i64 {
+        expected.iter().filter(|(k, _)| k.1 == partner && k.0.as_str() >= from && k.0.as_str() <= to).map(|(_, n)| n).sum()
+    };
+    assert_eq!(report_all(conn, &mine, 5).await.values().sum::<i64>(), share(partners[0], "", "9"));
+
+    // By partner, by day and partner, and one partner's total, over stretches that start
+    // and end inside a month or on its edges: whole months from the month rollup, the
+    // rest from the day × partner rollup.
+    let by_partner = Report { by: vec![Dimension::Partner], ..everything.clone() };
+    let parts: Vec<_> = by_partner.segments().into_iter().map(|(r, from, to)| (r.table, day_key(from), day_key(to))).collect();
+    assert_eq!(
+        parts,
+        [
+            ("redemption_partner_day", "2026-02-25".to_owned(), "2026-02-28".to_owned()),
+            ("redemption_partner_month", "2026-03-01".to_owned(), "2026-03-31".to_owned()),
+            ("redemption_partner_day", "2026-04-01".to_owned(), "2026-04-08".to_owned()),
+        ]
+    );
+    for (from, to) in
+        [("2026-02-26", "2026-03-31"), ("2026-02-28", "2026-03-05"), ("2026-03-01", "2026-03-31"), ("2026-03-01", "2026-04-30")]
+    {
+        let (from_day, to_day) = (from.parse().unwrap(), to.parse().unwrap());
+        let report = Report { from: from_day, to: to_day, ..by_partner.clone() };
+        let rows = report.page(conn, None, None, 1000).await.unwrap();
+        let got: BTreeMap<Uuid, i64> = rows.iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
+        let want: BTreeMap<Uuid, i64> = partners.iter().map(|p| (*p, share(*p, from, to))).filter(|(_, n)| *n != 0).collect();
+        assert_eq!(got, want, "by partner, {from}..={to}");
+        // Page by page, as `/admin/stats` asks (one row more than it shows).
+        for limit in [1_u64, 2] {
+            let (mut paged, mut after) = (BTreeMap::new(), None);
+            loop {
+                let rows = report.page(conn, None, after.as_ref(), limit + 1).await.unwrap();
+                for r in rows.iter().take(limit as usize) {
+                    assert!(paged.insert(r.partner_id.unwrap(), r.count).is_none(), "a partner came twice");
+                }
+                if rows.len() as u64 <= limit {
+                    break;
+                }
+                after = rows.get(limit as usize - 1).map(Position::of);
+            }
+            assert_eq!(paged, want, "by partner, {from}..={to}, {limit} a page");
+        }
+        let by_day: BTreeMap<(String, Uuid), i64> = Report { by: vec![Dimension::Day, Dimension::Partner], ..report.clone() }
+            .page(conn, None, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| ((r.day.unwrap(), r.partner_id.unwrap()), r.count))
+            .collect();
+        let mut want_by_day = BTreeMap::new();
+        for ((day, partner, _, _), n) in expected.iter().filter(|(k, _)| k.0.as_str() >= from && k.0.as_str() <= to) {
+            *want_by_day.entry((day.clone(), *partner)).or_insert(0) += n;
+        }
+        want_by_day.retain(|_, n| *n != 0);
+        assert_eq!(by_day, want_by_day, "by day and partner, {from}..={to}");
+        let one = Report { by: vec![], partner: Some(partners[1]), ..report };
+        let rows = one.page(conn, None, None, 1000).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), share(partners[1], from, to), "one partner, {from}..={to}");
+    }
 }
 
 #[tokio::test]
@@ -405,8 +474,12 @@ async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
     let app = spawn_app().await;
     let slow = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SELECT pg_sleep(20) AS zhuge_slow_report");
     let started = Instant::now();
-    let gave_up =
-        tokio::time::timeout(Duration::from_millis(300), stats::query_cancellable(&app.state.db_reports, &app.state.db, slow)).await;
+    let report = async {
+        use sea_orm::TransactionTrait;
+        let txn = app.state.db_reports.begin().await.unwrap();
+        stats::query_cancellable(&txn, Some(&app.state.db), slow).await
+    };
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), report).await;
     assert!(gave_up.is_err(), "pg_sleep(20) returned");
     let running = || async {
         let stmt = sea_orm::Statement::from_string(
@@ -427,15 +500,18 @@ async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
     assert!(rows.is_empty());
 }
 
-/// Upgrading a database whose fine rollup is folded: the day × tier rollup starts as its
-/// sum, at the same watermark, so no redemption is counted twice or missed by the tail.
+/// Upgrading a database whose fine rollup is folded: the day × tier and the month ×
+/// partner rollups start as its sums, at the same watermark, so no redemption is counted
+/// twice or missed by the tail.
 #[tokio::test]
-async fn the_day_and_tier_rollup_starts_from_the_fine_rollup_on_upgrade() {
+async fn the_coarse_rollups_start_from_the_fine_rollup_on_upgrade() {
     use migration::MigratorTrait;
     let db = crate::support::TestDatabase::create().await;
     let conn = sea_orm::Database::connect(&db.url).await.unwrap();
     migration::Migrator::up(&conn, None).await.unwrap();
-    migration::Migrator::down(&conn, Some(1)).await.unwrap();
+    // Back to before the day × tier rollup (and the card search indexes and the month ×
+    // partner rollup after it).
+    migration::Migrator::down(&conn, Some(3)).await.unwrap();
     let folded = at("2026-03-02T04:00:00Z");
     let (p, b1, b2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     for (day, benefit, tier, n) in
@@ -482,4 +558,24 @@ async fn the_day_and_tier_rollup_starts_from_the_fine_rollup_on_upgrade() {
     assert_eq!(rows, expected);
     let fine = Report { partner: Some(p), ..report };
     assert_eq!(fine.page(&conn, None, None, 100).await.unwrap().iter().map(|r| r.count).sum::<i64>(), 10, "the fine rollup agrees");
+
+    for rollup in [&stats::PARTNER_DAY, &stats::PARTNER_MONTH] {
+        assert_eq!(stats::watermark(&conn, rollup).await.unwrap(), Some(folded), "{}", rollup.table);
+    }
+    let march =
+        Report { from: "2026-03-01".parse().unwrap(), to: "2026-03-31".parse().unwrap(), by: vec![Dimension::Partner], partner: None };
+    assert_eq!(march.segments(), [(&stats::PARTNER_MONTH, march.from, march.to)]);
+    let rows: Vec<(Uuid, i64)> =
+        march.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
+    assert_eq!(rows, [(p, 10)], "9 folded in March and the unfolded one");
+    let days = Report {
+        from: "2026-02-28".parse().unwrap(),
+        to: "2026-03-02".parse().unwrap(),
+        by: vec![Dimension::Day, Dimension::Partner],
+        partner: None,
+    };
+    assert_eq!(days.rollup(), &stats::PARTNER_DAY);
+    let rows: Vec<(String, i64)> =
+        days.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.day.unwrap(), r.count)).collect();
+    assert_eq!(rows, [("2026-03-01".to_owned(), 9), ("2026-03-02".to_owned(), 1)]);
 }
