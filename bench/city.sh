@@ -8,6 +8,9 @@
 #   CITY_SCALE=0.1 SMALL_SCALE=0.0001 DURATION=10s bench/city.sh
 #   KEEP=1 bench/city.sh                # reuse zhuge_city_small / zhuge_city_big if present
 #   BENCH_NO_BUILD=1 bench/city.sh      # measure the release build already in target/
+#   BENCH_BIN=/tmp/zhuge-old bench/city.sh   # measure another build of the service
+#   CITY_DB=zhuge_city_catalogue CITY_PARTNERS=10000 CITY_SCALE=0.01 bench/city.sh
+#                                       # the whole catalogue (10 000 partners) beside fewer talents
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +27,7 @@ export BASE="http://127.0.0.1:$PORT"
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 [ -n "${BENCH_NO_BUILD:-}" ] || cargo build-release -q
-BIN=target/release/zhuge-card
+BIN=${BENCH_BIN:-target/release/zhuge-card}
 CITY=target/release/examples/city
 mkdir -p bench/out
 
@@ -37,7 +40,8 @@ measure() { # size db
     psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
     local scale=$SMALL_SCALE; [ "$size" = city ] && scale=$CITY_SCALE
     echo "bench: generating $size (scale $scale)" >&2
-    DATABASE_URL=$url "$CITY" --scale "$scale" >&2
+    local partners=(); [ "$size" = city ] && [ -n "${CITY_PARTNERS:-}" ] && partners=(--partners "$CITY_PARTNERS")
+    DATABASE_URL=$url "$CITY" --scale "$scale" "${partners[@]}" >&2
   fi
   redis-cli --scan --pattern 'city:*' | xargs -r redis-cli del >/dev/null
   DATABASE_URL=$url REDIS_URL=redis://127.0.0.1:6379 ZHUGE_CACHE_PREFIX=city: ZHUGE_LISTEN=127.0.0.1:$PORT \
@@ -72,6 +76,14 @@ measure() { # size db
     "admin_audit_log|$OPERATOR|/api/v1/admin/audit-log"
     "revocations|$TALENT_TOKEN|/api/v1/cards/revocations?since=0"
   )
+  # The top statements of this size's run, when PostgreSQL loads pg_stat_statements
+  # (shared_preload_libraries; otherwise this says so and goes on).
+  local statements=""
+  if psql "$PGURL/$db" -qAtc 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()' >/dev/null 2>&1; then
+    statements=1
+  else
+    echo "bench: pg_stat_statements is not loaded; no top statements for $size" >&2
+  fi
   for e in "${endpoints[@]}"; do
     IFS='|' read -r name token path <<<"$e"
     local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$BASE$path")
@@ -85,12 +97,18 @@ measure() { # size db
   echo "$size verify status=200 $(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/scenarios/verify.lua \
     -H "Authorization: Bearer $STAFF" "$BASE" | grep '^RESULT')"
   echo "$size rss_mib=$(( $(awk '/VmHWM/ {print $2}' /proc/$server/status) / 1024 ))"
+  if [ -n "$statements" ]; then
+    psql "$PGURL/$db" -qAt -F' | ' -c "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
+        left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY total_exec_time DESC LIMIT 12" > "bench/out/statements-$size.txt"
+  fi
   kill $server; wait $server 2>/dev/null || true
 }
 
-{ measure small zhuge_city_small; measure city zhuge_city_big; } | tee bench/out/city.txt
+{ measure small "${SMALL_DB:-zhuge_city_small}"; measure city "${CITY_DB:-zhuge_city_big}"; } | tee bench/out/city.txt
 echo
-echo "machine: $(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION; small scale $SMALL_SCALE, city scale $CITY_SCALE"
+echo "machine: $(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION; small scale $SMALL_SCALE, city scale $CITY_SCALE${CITY_PARTNERS:+, $CITY_PARTNERS partners}"
 printf '%-22s %6s %10s %10s %10s %10s %7s\n' endpoint status small_p50 small_p99 city_p50 city_p99 ratio
 get() { sed -nE "s/^$1 $2 .*$3=([0-9.]+).*/\1/p" bench/out/city.txt; }
 for name in $(awk '$1 == "small" && $3 ~ /^status=/ {print $2}' bench/out/city.txt); do
@@ -98,4 +116,5 @@ for name in $(awk '$1 == "small" && $3 ~ /^status=/ {print $2}' bench/out/city.t
   printf '%-22s %6s %10s %10s %10s %10s %7s\n' "$name" "$(get city "$name" status)" "$(get small "$name" p50_ms)" "$sp99" \
     "$(get city "$name" p50_ms)" "$cp99" "$(awk -v a="$cp99" -v b="$sp99" 'BEGIN { printf "%.2f", a / b }')"
 done
+[ -s bench/out/statements-city.txt ] && { echo; echo "top statements at city size (calls | total ms | mean ms | statement):"; cat bench/out/statements-city.txt; }
 echo "peak RSS: small $(sed -nE 's/^small rss_mib=([0-9]+)/\1/p' bench/out/city.txt) MiB, city $(sed -nE 's/^city rss_mib=([0-9]+)/\1/p' bench/out/city.txt) MiB"

@@ -13,8 +13,10 @@
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1/city ZHUGE_MASTER_KEY=… \
-//!   cargo run --release --example city -- --scale 1 [--seed 1] [--check]
+//!   cargo run --release --example city -- --scale 1 [--partners N] [--seed 1] [--check]
 //! ```
+//! `--partners N` sets the partner count apart from the scale: the whole city's catalogue
+//! (10 000) beside a tenth of its talents, for the memory of a full catalogue cache.
 //! `--bench-env` prints shell assignments for the benchmark (`bench/city.sh`): a talent's
 //! access token, and that talent's card number, name and ID number to search by.
 //! `--check` only verifies the invariants of what is there (counters match redemptions,
@@ -38,21 +40,24 @@ use zhuge_card::crypto::{Keyring, mask};
 
 struct Args {
     scale: f64,
+    /// The partner count, if not the scale's (a full catalogue beside fewer talents).
+    partners: Option<usize>,
     seed: u64,
     check_only: bool,
     bench_env: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut out = Args { scale: 0.001, seed: 1, check_only: false, bench_env: false };
+    let mut out = Args { scale: 0.001, partners: None, seed: 1, check_only: false, bench_env: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scale" => out.scale = it.next().ok_or_else(|| anyhow::anyhow!("--scale N"))?.parse()?,
+            "--partners" => out.partners = Some(it.next().ok_or_else(|| anyhow::anyhow!("--partners N"))?.parse()?),
             "--seed" => out.seed = it.next().ok_or_else(|| anyhow::anyhow!("--seed N"))?.parse()?,
             "--check" => out.check_only = true,
             "--bench-env" => out.bench_env = true,
-            other => anyhow::bail!("unknown argument {other}; use --scale F [--seed N] [--check]"),
+            other => anyhow::bail!("unknown argument {other}; use --scale F [--partners N] [--seed N] [--check]"),
         }
     }
     anyhow::ensure!(out.scale > 0.0 && out.scale <= 2.0, "--scale must be in (0, 2]");
@@ -223,7 +228,7 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
 async fn generate(db: &DatabaseConnection, keyring: &Keyring, args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let n_partners = ((10_000.0 * args.scale).round() as usize).max(13);
+    let n_partners = args.partners.unwrap_or((10_000.0 * args.scale).round() as usize).max(13);
     let n_cards = ((1_500_000.0 * args.scale).round() as u64).max(10);
     let n_redemptions = ((20_000_000.0 * args.scale).round() as u64).max(20);
     let now = Utc::now();
