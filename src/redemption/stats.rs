@@ -235,10 +235,11 @@ impl Report {
     /// rollup when it fits, the days around them (and every day otherwise) from
     /// [`Report::rollup`]. A city-wide total stays with the day × tier rollup, which is
     /// smaller than a month of partners.
-    pub fn segments(&self) -> Vec<(&'static Rollup, NaiveDate, NaiveDate)> {
+    pub fn segments(&self) -> Vec<Segment> {
         let day = self.rollup();
+        let segment = |rollup, from, to| Segment { rollup, from, to };
         if day == &DAY_TIER || !PARTNER_MONTH.fits(self) {
-            return vec![(day, self.from, self.to)];
+            return vec![segment(day, self.from, self.to)];
         }
         let month_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
         let next_month = |d: NaiveDate| d.checked_add_months(Months::new(1)).unwrap_or(d);
@@ -247,15 +248,15 @@ impl Report {
         let first = if month_of(self.from) == self.from { self.from } else { next_month(month_of(self.from)) };
         let end = self.to.succ_opt().map_or(self.to, month_of);
         if first >= end {
-            return vec![(day, self.from, self.to)];
+            return vec![segment(day, self.from, self.to)];
         }
         let mut segments = Vec::with_capacity(3);
         if self.from < first {
-            segments.push((day, self.from, first.pred_opt().unwrap_or(first)));
+            segments.push(segment(day, self.from, first.pred_opt().unwrap_or(first)));
         }
-        segments.push((&PARTNER_MONTH, first, end.pred_opt().unwrap_or(end)));
+        segments.push(segment(&PARTNER_MONTH, first, end.pred_opt().unwrap_or(end)));
         if end <= self.to {
-            segments.push((day, end, self.to));
+            segments.push(segment(day, end, self.to));
         }
         segments
     }
@@ -263,11 +264,11 @@ impl Report {
     /// The rows of every segment and its unfolded tail, as the grouped columns and `n`.
     fn source(&self, q: &mut Sql, watermarks: &Watermarks, partners: &PartnerRange) {
         let columns: String = self.by.iter().map(|d| format!("{}, ", d.column())).collect();
-        for (i, (rollup, from, to)) in self.segments().into_iter().enumerate() {
+        for (i, segment) in self.segments().iter().enumerate() {
             if i > 0 {
                 q.push(" UNION ALL ");
             }
-            self.segment(q, &columns, rollup, watermarks.of(rollup), partners, from, to);
+            self.segment(q, &columns, segment, watermarks.of(segment.rollup), partners);
         }
     }
 
@@ -279,17 +280,8 @@ impl Report {
     /// The watermark is a value, not a subquery: the planner then sees how few rows lie
     /// beyond it. Behind a subquery it guessed a third of the table, and for one partner's
     /// voids it read all of that partner's redemptions (34 000 at a tenth of the city).
-    #[allow(clippy::too_many_arguments)]
-    fn segment(
-        &self,
-        q: &mut Sql,
-        columns: &str,
-        rollup: &Rollup,
-        watermark: DateTime<Utc>,
-        partners: &PartnerRange,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) {
+    fn segment(&self, q: &mut Sql, columns: &str, segment: &Segment, watermark: DateTime<Utc>, partners: &PartnerRange) {
+        let Segment { rollup, from, to } = *segment;
         let watermark = |q: &mut Sql| {
             q.bind(watermark);
         };
@@ -417,6 +409,14 @@ impl Report {
     }
 }
 
+/// A stretch of a report's days and the rollup that counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub rollup: &'static Rollup,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
 /// The partners a statement counts: after one (`true`: that one too), up to another.
 #[derive(Debug, Default)]
 struct PartnerRange {
@@ -443,19 +443,24 @@ async fn nth_partner<C: ConnectionTrait>(db: &C, after: Option<(Uuid, bool)>, n:
 }
 
 /// Where each rollup stands, as read in a report's snapshot.
-struct Watermarks(Vec<(String, DateTime<Utc>)>);
+pub struct Watermarks(Vec<(String, DateTime<Utc>)>);
 
 impl Watermarks {
-    async fn read<C: ConnectionTrait>(db: &C) -> Result<Self, sea_orm::DbErr> {
+    pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Self, sea_orm::DbErr> {
         let stmt = Statement::from_string(db.get_database_backend(), "SELECT name, folded_until FROM stats_watermarks");
         let rows = db.query_all_raw(stmt).await?;
         let marks = rows.iter().map(|r| Ok((r.try_get::<String>("", "name")?, r.try_get::<DateTime<Utc>>("", "folded_until")?)));
         Ok(Self(marks.collect::<Result<_, sea_orm::DbErr>>()?))
     }
 
+    /// A rollup's watermark, if it was ever folded.
+    pub fn get(&self, rollup: &Rollup) -> Option<DateTime<Utc>> {
+        self.0.iter().find(|(name, _)| name == rollup.watermark).map(|(_, t)| *t)
+    }
+
     /// A rollup's watermark; one never folded is at the beginning (all of it is tail).
     fn of(&self, rollup: &Rollup) -> DateTime<Utc> {
-        self.0.iter().find(|(name, _)| name == rollup.watermark).map_or_else(beginning, |(_, t)| *t)
+        self.get(rollup).unwrap_or_else(beginning)
     }
 }
 
@@ -516,16 +521,6 @@ impl Drop for CancelOnDrop {
                 }
             });
         }
-    }
-}
-
-/// Where a rollup stands.
-pub async fn watermark<C: ConnectionTrait>(db: &C, rollup: &Rollup) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
-    let mut q = Sql::new(db.get_database_backend());
-    q.push("SELECT folded_until FROM stats_watermarks WHERE name = ").bind(rollup.watermark);
-    match db.query_one_raw(q.build()).await? {
-        Some(row) => Ok(Some(row.try_get::<DateTime<Utc>>("", "folded_until")?)),
-        None => Ok(None),
     }
 }
 

@@ -156,7 +156,7 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         assert_eq!(report_all(conn, &everything, 1000).await, expected, "round {round}, after the fold");
         assert_eq!(by_day_and_tier(conn, &everything).await, coarse(&expected), "round {round}, the day × tier rollup");
         for rollup in stats::ROLLUPS {
-            assert!(stats::watermark(conn, rollup).await.unwrap().unwrap() <= clock.now() - stats::FOLD_LAG);
+            assert!(stats::Watermarks::read(conn).await.unwrap().get(rollup).unwrap() <= clock.now() - stats::FOLD_LAG);
         }
         clock.advance(chrono::Duration::hours(rng.random_range(1..30)));
     }
@@ -190,7 +190,7 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     // and end inside a month or on its edges: whole months from the month rollup, the
     // rest from the day × partner rollup.
     let by_partner = Report { by: vec![Dimension::Partner], ..everything.clone() };
-    let parts: Vec<_> = by_partner.segments().into_iter().map(|(r, from, to)| (r.table, day_key(from), day_key(to))).collect();
+    let parts: Vec<_> = by_partner.segments().into_iter().map(|s| (s.rollup.table, day_key(s.from), day_key(s.to))).collect();
     assert_eq!(
         parts,
         [
@@ -543,7 +543,7 @@ async fn the_coarse_rollups_start_from_the_fine_rollup_on_upgrade() {
     .unwrap();
 
     migration::Migrator::up(&conn, None).await.unwrap();
-    assert_eq!(stats::watermark(&conn, &stats::DAY_TIER).await.unwrap(), Some(folded));
+    assert_eq!(stats::Watermarks::read(&conn).await.unwrap().get(&stats::DAY_TIER), Some(folded));
     let report = Report {
         from: at("2026-02-28T00:00:00Z").date_naive(),
         to: folded.date_naive(),
@@ -560,11 +560,11 @@ async fn the_coarse_rollups_start_from_the_fine_rollup_on_upgrade() {
     assert_eq!(fine.page(&conn, None, None, 100).await.unwrap().iter().map(|r| r.count).sum::<i64>(), 10, "the fine rollup agrees");
 
     for rollup in [&stats::PARTNER_DAY, &stats::PARTNER_MONTH] {
-        assert_eq!(stats::watermark(&conn, rollup).await.unwrap(), Some(folded), "{}", rollup.table);
+        assert_eq!(stats::Watermarks::read(&conn).await.unwrap().get(rollup), Some(folded), "{}", rollup.table);
     }
     let march =
         Report { from: "2026-03-01".parse().unwrap(), to: "2026-03-31".parse().unwrap(), by: vec![Dimension::Partner], partner: None };
-    assert_eq!(march.segments(), [(&stats::PARTNER_MONTH, march.from, march.to)]);
+    assert_eq!(march.segments(), [stats::Segment { rollup: &stats::PARTNER_MONTH, from: march.from, to: march.to }]);
     let rows: Vec<(Uuid, i64)> =
         march.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
     assert_eq!(rows, [(p, 10)], "9 folded in March and the unfolded one");
