@@ -1,6 +1,6 @@
 -- POST /merchant/verify, each request with its own pre-minted token.
 local tokens = {}
-for line in io.lines("bench/out/tokens.txt") do tokens[#tokens + 1] = line end
+for line in io.lines(os.getenv("TOKENS") or "bench/out/tokens.txt") do tokens[#tokens + 1] = line end
 dofile("bench/stride.lua")
 function request()
   local t = tokens[next_index(#tokens)]
