@@ -231,33 +231,54 @@ impl Report {
         [&DAY_TIER, &PARTNER_DAY].into_iter().find(|r| r.fits(self)).unwrap_or(&FINE)
     }
 
-    /// Where each stretch of the report's days is counted: whole months from the month
-    /// rollup when it fits, the days around them (and every day otherwise) from
-    /// [`Report::rollup`]. A city-wide total stays with the day × tier rollup, which is
-    /// smaller than a month of partners.
+    /// Where each stretch of the report's days is counted, and with which sign: whole
+    /// months from the month rollup when it fits, the days around them (and every day
+    /// otherwise) from [`Report::rollup`]. A month the report covers only in part is
+    /// either its days in the report (added), or the whole month less its days outside
+    /// the report (taken off), whichever reads fewer rows: a year from the 3rd of a month
+    /// is 13 months less 2 days a partner, not 12 months and 29 days. Every segment is an
+    /// exact count of its days (rollup and tail), so their signed sum is too. A city-wide
+    /// total stays with the day × tier rollup, which is smaller than a month of partners.
     pub fn segments(&self) -> Vec<Segment> {
         let day = self.rollup();
-        let segment = |rollup, from, to| Segment { rollup, from, to };
+        let add = |rollup, from, to| Segment { rollup, from, to, sign: 1 };
+        let take_off = |from, to| Segment { rollup: day, from, to, sign: -1 };
         if day == &DAY_TIER || !PARTNER_MONTH.fits(self) {
-            return vec![segment(day, self.from, self.to)];
+            return vec![add(day, self.from, self.to)];
         }
         let month_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
-        let next_month = |d: NaiveDate| d.checked_add_months(Months::new(1)).unwrap_or(d);
-        // Whole months: from the first one starting on or after `from` up to the first
-        // day after `to` (exclusive).
-        let first = if month_of(self.from) == self.from { self.from } else { next_month(month_of(self.from)) };
-        let end = self.to.succ_opt().map_or(self.to, month_of);
-        if first >= end {
-            return vec![segment(day, self.from, self.to)];
+        let next_month = |d: NaiveDate| month_of(d).checked_add_months(Months::new(1)).unwrap_or(d);
+        let day_before = |d: NaiveDate| d.pred_opt().unwrap_or(d);
+        let day_after = |d: NaiveDate| d.succ_opt().unwrap_or(d);
+        let days = |from: NaiveDate, to: NaiveDate| (to - from).num_days() + 1;
+        let (first, last) = (month_of(self.from), day_before(next_month(self.to)));
+        // Days of the edge months outside the report: before `from`, after `to`.
+        let (before, after) = (days(first, self.from) - 1, days(self.to, last) - 1);
+        let mut segments = Vec::with_capacity(4);
+        if first == month_of(self.to) {
+            // One month: its days, or the month less the days around them.
+            if days(self.from, self.to) <= 1 + before + after {
+                return vec![add(day, self.from, self.to)];
+            }
         }
-        let mut segments = Vec::with_capacity(3);
-        if self.from < first {
-            segments.push(segment(day, self.from, first.pred_opt().unwrap_or(first)));
+        let mut months = (first, last);
+        if first != month_of(self.to) && days(self.from, day_before(next_month(self.from))) <= 1 + before {
+            months.0 = next_month(self.from);
+            segments.push(add(day, self.from, day_before(months.0)));
+        } else if before > 0 {
+            segments.push(take_off(first, day_before(self.from)));
         }
-        segments.push(segment(&PARTNER_MONTH, first, end.pred_opt().unwrap_or(end)));
-        if end <= self.to {
-            segments.push(segment(day, end, self.to));
+        if first != month_of(self.to) && days(month_of(self.to), self.to) <= 1 + after {
+            months.1 = day_before(month_of(self.to));
+            segments.push(add(day, month_of(self.to), self.to));
+        } else if after > 0 {
+            segments.push(take_off(day_after(self.to), last));
         }
+        if months.0 > months.1 {
+            // Both edge months by their days, and nothing between them.
+            return vec![add(day, self.from, self.to)];
+        }
+        segments.push(add(&PARTNER_MONTH, months.0, months.1));
         segments
     }
 
@@ -281,7 +302,7 @@ impl Report {
     /// beyond it. Behind a subquery it guessed a third of the table, and for one partner's
     /// voids it read all of that partner's redemptions (34 000 at a tenth of the city).
     fn segment(&self, q: &mut Sql, columns: &str, segment: &Segment, watermark: DateTime<Utc>, partners: &PartnerRange) {
-        let Segment { rollup, from, to } = *segment;
+        let Segment { rollup, from, to, sign } = *segment;
         let watermark = |q: &mut Sql| {
             q.bind(watermark);
         };
@@ -299,13 +320,13 @@ impl Report {
                 q.push(" AND partner_id <= ").bind(p);
             }
         };
-        q.push(&format!("SELECT {columns}count AS n FROM {} WHERE 1 = 1", rollup.table));
+        q.push(&format!("SELECT {columns}{sign} * count AS n FROM {} WHERE 1 = 1", rollup.table));
         range(q);
-        q.push(&format!(" UNION ALL SELECT {columns}1 AS n FROM redemptions WHERE created_at >= "));
+        q.push(&format!(" UNION ALL SELECT {columns}{sign} AS n FROM redemptions WHERE created_at >= "));
         watermark(q);
         q.push(" AND status = 'completed'");
         range(q);
-        q.push(&format!(" UNION ALL SELECT {columns}-1 AS n FROM redemptions WHERE voided_at >= "));
+        q.push(&format!(" UNION ALL SELECT {columns}{} AS n FROM redemptions WHERE voided_at >= ", -sign));
         watermark(q);
         q.push(" AND created_at < ");
         watermark(q);
@@ -409,12 +430,14 @@ impl Report {
     }
 }
 
-/// A stretch of a report's days and the rollup that counts it.
+/// A stretch of a report's days, the rollup that counts it, and whether its counts are
+/// added (`1`) or taken off (`-1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     pub rollup: &'static Rollup,
     pub from: NaiveDate,
     pub to: NaiveDate,
+    pub sign: i64,
 }
 
 /// The partners a statement counts: after one (`true`: that one too), up to another.

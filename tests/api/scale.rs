@@ -190,18 +190,52 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     // and end inside a month or on its edges: whole months from the month rollup, the
     // rest from the day × partner rollup.
     let by_partner = Report { by: vec![Dimension::Partner], ..everything.clone() };
-    let parts: Vec<_> = by_partner.segments().into_iter().map(|s| (s.rollup.table, day_key(s.from), day_key(s.to))).collect();
+    let parts = |report: &Report| -> Vec<_> {
+        report.segments().into_iter().map(|s| (s.sign, s.rollup.table, (day_key(s.from), day_key(s.to)))).collect()
+    };
+    let (day, month) = ("redemption_partner_day", "redemption_partner_month");
+    let days = |from: &str, to: &str| (from.to_owned(), to.to_owned());
+    let between = |from: &str, to: &str| Report { from: from.parse().unwrap(), to: to.parse().unwrap(), ..by_partner.clone() };
     assert_eq!(
-        parts,
+        parts(&by_partner),
         [
-            ("redemption_partner_day", "2026-02-25".to_owned(), "2026-02-28".to_owned()),
-            ("redemption_partner_month", "2026-03-01".to_owned(), "2026-03-31".to_owned()),
-            ("redemption_partner_day", "2026-04-01".to_owned(), "2026-04-08".to_owned()),
+            (1, day, days("2026-02-25", "2026-02-28")),
+            (1, day, days("2026-04-01", "2026-04-08")),
+            (1, month, days("2026-03-01", "2026-03-31"))
         ]
     );
-    for (from, to) in
-        [("2026-02-26", "2026-03-31"), ("2026-02-28", "2026-03-05"), ("2026-03-01", "2026-03-31"), ("2026-03-01", "2026-04-30")]
-    {
+    // A month mostly in the report is the whole month less the days outside it.
+    assert_eq!(
+        parts(&between("2026-03-02", "2026-03-30")),
+        [
+            (-1, day, days("2026-03-01", "2026-03-01")),
+            (-1, day, days("2026-03-31", "2026-03-31")),
+            (1, month, days("2026-03-01", "2026-03-31"))
+        ]
+    );
+    assert_eq!(
+        parts(&between("2025-12-03", "2026-12-03")),
+        [
+            (-1, day, days("2025-12-01", "2025-12-02")),
+            (1, day, days("2026-12-01", "2026-12-03")),
+            (1, month, days("2025-12-01", "2026-11-30"))
+        ],
+        "a year from the 3rd: 12 months and 5 days a partner"
+    );
+    assert_eq!(parts(&between("2026-03-05", "2026-03-08")), [(1, day, days("2026-03-05", "2026-03-08"))]);
+    assert_eq!(parts(&between("2026-02-27", "2026-03-02")), [(1, day, days("2026-02-27", "2026-03-02"))]);
+    for (from, to) in [
+        ("2026-02-26", "2026-03-31"),
+        ("2026-02-28", "2026-03-05"),
+        ("2026-03-01", "2026-03-31"),
+        ("2026-03-01", "2026-04-30"),
+        ("2026-03-02", "2026-03-30"),
+        ("2026-03-03", "2026-04-30"),
+        ("2026-02-26", "2026-03-29"),
+        ("2026-03-02", "2026-04-29"),
+        ("2026-03-02", "2026-03-20"),
+        ("2026-02-27", "2026-03-02"),
+    ] {
         let (from_day, to_day) = (from.parse().unwrap(), to.parse().unwrap());
         let report = Report { from: from_day, to: to_day, ..by_partner.clone() };
         let rows = report.page(conn, None, None, 1000).await.unwrap();
@@ -625,7 +659,7 @@ async fn the_coarse_rollups_start_from_the_fine_rollup_on_upgrade() {
     }
     let march =
         Report { from: "2026-03-01".parse().unwrap(), to: "2026-03-31".parse().unwrap(), by: vec![Dimension::Partner], partner: None };
-    assert_eq!(march.segments(), [stats::Segment { rollup: &stats::PARTNER_MONTH, from: march.from, to: march.to }]);
+    assert_eq!(march.segments(), [stats::Segment { rollup: &stats::PARTNER_MONTH, from: march.from, to: march.to, sign: 1 }]);
     let rows: Vec<(Uuid, i64)> =
         march.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
     assert_eq!(rows, [(p, 10)], "9 folded in March and the unfolded one");
