@@ -17,6 +17,7 @@ mod m20261202_000011_redemption_staff_index;
 mod m20261202_000012_day_tier_rollup;
 mod m20261203_000013_card_search_keyset;
 mod m20261203_000014_partner_rollups;
+mod m20261203_000015_covering_rollup_indexes;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_day_tier_rollup::Migration),
             Box::new(m20261203_000013_card_search_keyset::Migration),
             Box::new(m20261203_000014_partner_rollups::Migration),
+            Box::new(m20261203_000015_covering_rollup_indexes::Migration),
         ]
     }
 }
