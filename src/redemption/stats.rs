@@ -236,7 +236,7 @@ impl Report {
     /// otherwise) from [`Report::rollup`]. A month the report covers only in part is
     /// either its days in the report (added), or the whole month less its days outside
     /// the report (taken off), whichever reads fewer rows: a year from the 3rd of a month
-    /// is 13 months less 2 days a partner, not 12 months and 29 days. Every segment is an
+    /// is 12 month rows and 5 day rows a partner, not 11 and 32. Every segment is an
     /// exact count of its days (rollup and tail), so their signed sum is too. A city-wide
     /// total stays with the day × tier rollup, which is smaller than a month of partners.
     pub fn segments(&self) -> Vec<Segment> {
@@ -254,21 +254,20 @@ impl Report {
         let (first, last) = (month_of(self.from), day_before(next_month(self.to)));
         // Days of the edge months outside the report: before `from`, after `to`.
         let (before, after) = (days(first, self.from) - 1, days(self.to, last) - 1);
-        let mut segments = Vec::with_capacity(4);
-        if first == month_of(self.to) {
-            // One month: its days, or the month less the days around them.
-            if days(self.from, self.to) <= 1 + before + after {
-                return vec![add(day, self.from, self.to)];
-            }
+        let one_month = first == month_of(self.to);
+        if one_month && days(self.from, self.to) <= 1 + before + after {
+            // One month, by its days rather than the month less the days around them.
+            return vec![add(day, self.from, self.to)];
         }
+        let mut segments = Vec::with_capacity(3);
         let mut months = (first, last);
-        if first != month_of(self.to) && days(self.from, day_before(next_month(self.from))) <= 1 + before {
+        if !one_month && days(self.from, day_before(next_month(self.from))) <= 1 + before {
             months.0 = next_month(self.from);
             segments.push(add(day, self.from, day_before(months.0)));
         } else if before > 0 {
             segments.push(take_off(first, day_before(self.from)));
         }
-        if first != month_of(self.to) && days(month_of(self.to), self.to) <= 1 + after {
+        if !one_month && days(month_of(self.to), self.to) <= 1 + after {
             months.1 = day_before(month_of(self.to));
             segments.push(add(day, month_of(self.to), self.to));
         } else if after > 0 {
