@@ -489,32 +489,34 @@ impl Watermarks {
 /// Runs a query in `txn`; on PostgreSQL with a `canceller` (a connection of another
 /// pool), if this future is dropped before the answer (the client disconnected and the
 /// request was dropped), the server is asked to cancel it.
+///
+/// The query's text is left as it is, so that the connection's prepared statement (and
+/// PostgreSQL's plan) serve the next report of the same shape.
 pub async fn query_cancellable(
     txn: &DatabaseTransaction,
     canceller: Option<&DatabaseConnection>,
-    mut stmt: Statement,
+    stmt: Statement,
 ) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
     let Some(canceller) = canceller.filter(|_| txn.get_database_backend() == DbBackend::Postgres) else {
         return txn.query_all_raw(stmt).await;
     };
-    // Marked, so that a late cancel finds this query and never the connection's next one.
-    let mark = uuid::Uuid::new_v4().simple().to_string();
-    stmt.sql = format!("/* report {mark} */ {}", stmt.sql);
-    // The transaction pins one connection, whose backend pid names the query to cancel.
-    let pid = txn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid() AS pid"))
-        .await?
-        .map(|r| r.try_get::<i32>("", "pid"))
-        .transpose()?;
-    let guard = CancelOnDrop { pid, mark, canceller: Some(canceller.clone()) };
+    // The transaction pins one connection: its backend pid, and the transaction's start
+    // (`now()`, what `pg_stat_activity.xact_start` shows), name this query and never the
+    // connection's next one.
+    let row = txn.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid() AS pid, now() AS began")).await?;
+    let running = match row {
+        Some(r) => Some((r.try_get::<i32>("", "pid")?, r.try_get::<DateTime<Utc>>("", "began")?)),
+        None => None,
+    };
+    let guard = CancelOnDrop { running, canceller: Some(canceller.clone()) };
     let rows = txn.query_all_raw(stmt).await;
     guard.disarm();
     rows
 }
 
 struct CancelOnDrop {
-    pid: Option<i32>,
-    mark: String,
+    /// The backend's pid and its transaction's start.
+    running: Option<(i32, DateTime<Utc>)>,
     canceller: Option<DatabaseConnection>,
 }
 
@@ -526,15 +528,14 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let (Some(pid), Some(db)) = (self.pid, self.canceller.take()) else { return };
-        let mark = std::mem::take(&mut self.mark);
+        let (Some((pid, began)), Some(db)) = (self.running, self.canceller.take()) else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                // Only if that backend is still running this very query.
+                // Only if that backend is still busy in this very transaction.
                 let stmt = Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND strpos(query, $2) > 0",
-                    [pid.into(), format!("/* report {mark} */").into()],
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND xact_start = $2 AND state = 'active'",
+                    [pid.into(), began.into()],
                 );
                 if let Err(e) = db.execute_raw(stmt).await {
                     tracing::warn!(error = %e, pid, "could not cancel an abandoned report query");
