@@ -4,7 +4,11 @@
 STAFF=$(curl -sf -H 'content-type: application/json' -d '{"username":"demo.staff","password":"Demo-staff-2026"}' \
   "$BASE/api/v1/auth/password/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 mkdir -p bench/out
-target/release/examples/mint_qr 150000 > bench/out/tokens.txt
+# One token per request: 20 000 a second of the run (at least 150 000), so that a fast
+# machine never runs out and starts replaying them (409 qr_replayed, counted as errors).
+seconds=${DURATION%s}; [[ "$seconds" =~ ^[0-9]+$ ]] || seconds=15
+tokens=$(( seconds * 20000 )); [ "$tokens" -ge 150000 ] || tokens=150000
+target/release/examples/mint_qr "$tokens" > bench/out/tokens.txt
 WRK_ARGS=(-H "Authorization: Bearer $STAFF")
 NO_WARMUP=1
 COMPARE_PGBENCH=insert
