@@ -490,8 +490,9 @@ impl Watermarks {
 /// pool), if this future is dropped before the answer (the client disconnected and the
 /// request was dropped), the server is asked to cancel it.
 ///
-/// The query's text is left as it is, so that the connection's prepared statement (and
-/// PostgreSQL's plan) serve the next report of the same shape.
+/// The query's text is left as it is, so that the connection's prepared statement serves
+/// the next report of the same shape: parsed once, though still planned for each
+/// report's values (a generic plan could not see the watermark; see `Report::segment`).
 pub async fn query_cancellable(
     txn: &DatabaseTransaction,
     canceller: Option<&DatabaseConnection>,
