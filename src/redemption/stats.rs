@@ -351,6 +351,7 @@ impl Report {
             _ => db.begin().await?,
         };
         let watermarks = Watermarks::read(&txn).await?;
+        let cancel = CancelHandle::of(&txn, canceller).await?;
         // A report led by partner is counted a stretch of `limit` partners at a time, so
         // that every rollup is read by its partner key for those partners only, however
         // many partners the city has; a stretch with fewer groups (partners without
@@ -367,7 +368,7 @@ impl Report {
             }
             let wanted = limit - rows.len() as u64;
             let statement = self.statement(db.get_database_backend(), &watermarks, &partners, after, wanted);
-            rows.extend(query_cancellable(&txn, canceller, statement).await?);
+            rows.extend(query_cancellable(&txn, cancel.as_ref(), statement).await?);
             match partners.upto {
                 Some(upto) if (rows.len() as u64) < limit => partners.after = Some((upto, false)),
                 _ => break,
@@ -486,50 +487,57 @@ impl Watermarks {
     }
 }
 
-/// Runs a query in `txn`; on PostgreSQL with a `canceller` (a connection of another
-/// pool), if this future is dropped before the answer (the client disconnected and the
-/// request was dropped), the server is asked to cancel it.
+/// What names a report's transaction on the server, so that a query of it can be
+/// cancelled from another pool (`canceller`) when its caller goes away: the backend's
+/// pid and the transaction's start (`now()`, what `pg_stat_activity.xact_start` shows).
+/// Read once per transaction; `None` off PostgreSQL or without a canceller.
+#[derive(Clone)]
+pub struct CancelHandle {
+    pid: i32,
+    began: DateTime<Utc>,
+    canceller: DatabaseConnection,
+}
+
+impl CancelHandle {
+    pub async fn of(txn: &DatabaseTransaction, canceller: Option<&DatabaseConnection>) -> Result<Option<Self>, sea_orm::DbErr> {
+        let Some(canceller) = canceller.filter(|_| txn.get_database_backend() == DbBackend::Postgres) else {
+            return Ok(None);
+        };
+        let stmt = Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid() AS pid, now() AS began");
+        let Some(row) = txn.query_one_raw(stmt).await? else { return Ok(None) };
+        Ok(Some(Self { pid: row.try_get("", "pid")?, began: row.try_get("", "began")?, canceller: canceller.clone() }))
+    }
+}
+
+/// Runs a query in `txn`; with a [`CancelHandle`] of that transaction, if this future is
+/// dropped before the answer (the client disconnected and the request was dropped), the
+/// server is asked to cancel it.
 ///
 /// The query's text is left as it is, so that the connection's prepared statement serves
 /// the next report of the same shape: parsed once, though still planned for each
 /// report's values (a generic plan could not see the watermark; see `Report::segment`).
 pub async fn query_cancellable(
     txn: &DatabaseTransaction,
-    canceller: Option<&DatabaseConnection>,
+    handle: Option<&CancelHandle>,
     stmt: Statement,
 ) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-    let Some(canceller) = canceller.filter(|_| txn.get_database_backend() == DbBackend::Postgres) else {
-        return txn.query_all_raw(stmt).await;
-    };
-    // The transaction pins one connection: its backend pid, and the transaction's start
-    // (`now()`, what `pg_stat_activity.xact_start` shows), name this query and never the
-    // connection's next one.
-    let row = txn.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid() AS pid, now() AS began")).await?;
-    let running = match row {
-        Some(r) => Some((r.try_get::<i32>("", "pid")?, r.try_get::<DateTime<Utc>>("", "began")?)),
-        None => None,
-    };
-    let guard = CancelOnDrop { running, canceller: Some(canceller.clone()) };
+    let guard = CancelOnDrop(handle.cloned());
     let rows = txn.query_all_raw(stmt).await;
     guard.disarm();
     rows
 }
 
-struct CancelOnDrop {
-    /// The backend's pid and its transaction's start.
-    running: Option<(i32, DateTime<Utc>)>,
-    canceller: Option<DatabaseConnection>,
-}
+struct CancelOnDrop(Option<CancelHandle>);
 
 impl CancelOnDrop {
     fn disarm(mut self) {
-        self.canceller = None;
+        self.0 = None;
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let (Some((pid, began)), Some(db)) = (self.running, self.canceller.take()) else { return };
+        let Some(CancelHandle { pid, began, canceller }) = self.0.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 // Only if that backend is still busy in this very transaction.
@@ -538,7 +546,7 @@ impl Drop for CancelOnDrop {
                     "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND xact_start = $2 AND state = 'active'",
                     [pid.into(), began.into()],
                 );
-                if let Err(e) = db.execute_raw(stmt).await {
+                if let Err(e) = canceller.execute_raw(stmt).await {
                     tracing::warn!(error = %e, pid, "could not cancel an abandoned report query");
                 } else {
                     tracing::info!(pid, "cancelled the query of a report whose client went away");

@@ -572,7 +572,9 @@ async fn a_report_query_whose_caller_gives_up_is_cancelled_on_the_server() {
     let report = async {
         use sea_orm::TransactionTrait;
         let txn = app.state.db_reports.begin().await.unwrap();
-        stats::query_cancellable(&txn, Some(&app.state.db), slow).await
+        let handle = stats::CancelHandle::of(&txn, Some(&app.state.db)).await.unwrap();
+        assert!(handle.is_some(), "no cancel handle on PostgreSQL");
+        stats::query_cancellable(&txn, handle.as_ref(), slow).await
     };
     let gave_up = tokio::time::timeout(Duration::from_millis(300), report).await;
     assert!(gave_up.is_err(), "pg_sleep(20) returned");
