@@ -24,7 +24,7 @@ start_redis() { # index
     --logfile "$dir/redis.log" &
   echo $! > "$WORK/redis-$1.pid"
   for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "redis node $1 did not start" >&2; return 1
+  echo "redis node $1 did not start on port $port; its log:" >&2; tail -20 "$dir/redis.log" >&2; return 1
 }
 
 wait_cluster() {

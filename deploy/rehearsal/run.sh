@@ -67,12 +67,18 @@ WORK=$(mktemp -d /tmp/zhuge-rehearsal.XXXXXX)
 chmod 755 "$WORK"
 echo "rehearsal: working in $WORK"
 
-# Free loopback ports (a Redis Cluster node also needs its bus port, +10000).
+# Free loopback ports (a Redis Cluster node also needs its bus port, +10000). They are
+# taken below the kernel's ephemeral range, bus ports included: a port inside it can be
+# free when picked and then be the local end of some outgoing connection by the time its
+# server binds (a CI run lost a Redis node that way).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_SPAN=$(( EPHEMERAL_LOW - 10000 - 10000 ))
+[ "$PORT_SPAN" -ge 100 ] || { echo "rehearsal: the ephemeral port range starts at $EPHEMERAL_LOW, too low to pick ports under it" >&2; exit 1; }
 pick_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 10000 + RANDOM % PORT_SPAN ))
     port_free "$p" && port_free $(( p + 10000 )) && ! grep -qw "$p" "$WORK/ports" 2>/dev/null && { echo "$p" >> "$WORK/ports"; echo "$p"; return; }
   done
 }
