@@ -79,7 +79,10 @@ pick_port() {
   local p
   while :; do
     p=$(( 10000 + RANDOM % PORT_SPAN ))
-    port_free "$p" && port_free $(( p + 10000 )) && ! grep -qw "$p" "$WORK/ports" 2>/dev/null && { echo "$p" >> "$WORK/ports"; echo "$p"; return; }
+    # Neither the port nor its bus port may be one already handed out, bus ports included.
+    port_free "$p" && port_free $(( p + 10000 )) \
+      && ! grep -qxE "$p|$(( p + 10000 ))" "$WORK/ports" 2>/dev/null \
+      && { printf '%s\n%s\n' "$p" $(( p + 10000 )) >> "$WORK/ports"; echo "$p"; return; }
   done
 }
 PG_PORT=$(pick_port)
