@@ -18,6 +18,7 @@ mod m20261202_000012_day_tier_rollup;
 mod m20261203_000013_card_search_keyset;
 mod m20261203_000014_partner_rollups;
 mod m20261203_000015_covering_rollup_indexes;
+mod m20261208_000016_partner_year_rollup;
 
 pub use m20261129_000007_state_checks::STATE_CHECKS;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_card_search_keyset::Migration),
             Box::new(m20261203_000014_partner_rollups::Migration),
             Box::new(m20261203_000015_covering_rollup_indexes::Migration),
+            Box::new(m20261208_000016_partner_year_rollup::Migration),
         ]
     }
 }

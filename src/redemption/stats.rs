@@ -6,9 +6,10 @@
 //!   of that moment: a redemption voided later still counts there. `redemption_day_tier` is
 //!   the same by day and tier only, with a watermark of its own: a city-wide report by day
 //!   or tier reads at most 366 × 5 of its rows instead of millions (see [`Rollup`]).
-//!   `redemption_partner_day` and `redemption_partner_month` count by day or month and
-//!   partner: a report by partner, or of one partner, takes its whole months from the
-//!   second and only the days around them from the first (see [`Report::segments`]).
+//!   `redemption_partner_day`, `redemption_partner_month` and `redemption_partner_year`
+//!   count by day, month or year and partner: a report by partner, or of one partner,
+//!   takes whole years and months from the coarser ones and only the days around them
+//!   from the first (see [`Report::segments`]).
 //! - A background fold ([`fold`]) moves the watermark forward: it adds the redemptions
 //!   created since (unless already voided by then) and takes off those created before it
 //!   but voided since. A redemption never writes to the rollup itself, so redemptions at
@@ -56,6 +57,42 @@ enum Grain {
     Day,
     /// The Beijing month, kept as its first day (`2026-03-01`).
     Month,
+    /// The Beijing year, kept as its first day (`2026-01-01`).
+    Year,
+}
+
+impl Grain {
+    /// The first day of the unit that holds `d`.
+    fn start(self, d: NaiveDate) -> NaiveDate {
+        match self {
+            Grain::Day => d,
+            Grain::Month => d.with_day(1).unwrap_or(d),
+            Grain::Year => d.with_ordinal(1).unwrap_or(d),
+        }
+    }
+
+    /// The last day of the unit that holds `d`.
+    fn end(self, d: NaiveDate) -> NaiveDate {
+        let next = match self {
+            Grain::Day => return d,
+            Grain::Month => self.start(d).checked_add_months(Months::new(1)),
+            Grain::Year => self.start(d).checked_add_months(Months::new(12)),
+        };
+        next.map_or(d, day_before)
+    }
+
+    /// How many units (rows a partner) the days `from..=to` touch; none if `to < from`.
+    fn units(self, from: NaiveDate, to: NaiveDate) -> i64 {
+        if to < from {
+            return 0;
+        }
+        let months = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
+        match self {
+            Grain::Day => (to - from).num_days() + 1,
+            Grain::Month => months(to) - months(from) + 1,
+            Grain::Year => i64::from(to.year() - from.year()) + 1,
+        }
+    }
 }
 
 impl Rollup {
@@ -68,6 +105,7 @@ impl Rollup {
     fn as_read_from_redemptions(&self) -> String {
         let column = |d: &Dimension| match (d, self.grain) {
             (Dimension::Day, Grain::Month) => "substr(day, 1, 8) || '01' AS day",
+            (Dimension::Day, Grain::Year) => "substr(day, 1, 5) || '01-01' AS day",
             _ => d.column(),
         };
         self.keeps.iter().map(column).collect::<Vec<_>>().join(", ")
@@ -108,8 +146,16 @@ pub const PARTNER_MONTH: Rollup = Rollup {
     keeps: &[Dimension::Day, Dimension::Partner],
     grain: Grain::Month,
 };
+/// Year × partner: reports by partner, or of one partner, over whole years, or most of
+/// one (see [`Report::segments`]).
+pub const PARTNER_YEAR: Rollup = Rollup {
+    table: "redemption_partner_year",
+    watermark: "redemptions_partner_year",
+    keeps: &[Dimension::Day, Dimension::Partner],
+    grain: Grain::Year,
+};
 /// Every rollup the fold maintains.
-pub const ROLLUPS: [&Rollup; 4] = [&FINE, &DAY_TIER, &PARTNER_DAY, &PARTNER_MONTH];
+pub const ROLLUPS: [&Rollup; 5] = [&FINE, &DAY_TIER, &PARTNER_DAY, &PARTNER_MONTH, &PARTNER_YEAR];
 
 /// Before any redemption: the watermark of a database that was never folded.
 fn beginning() -> DateTime<Utc> {
@@ -231,54 +277,34 @@ impl Report {
         [&DAY_TIER, &PARTNER_DAY].into_iter().find(|r| r.fits(self)).unwrap_or(&FINE)
     }
 
-    /// Where each stretch of the report's days is counted, and with which sign: whole
-    /// months from the month rollup when it fits, the days around them (and every day
-    /// otherwise) from [`Report::rollup`]. A month the report covers only in part is
-    /// either its days in the report (added), or the whole month less its days outside
-    /// the report (taken off), whichever reads fewer rows: a year from the 3rd of a month
-    /// is 12 month rows and 5 day rows a partner, not 11 and 32. Every segment is an
-    /// exact count of its days (rollup and tail), so their signed sum is too. A city-wide
-    /// total stays with the day × tier rollup, which is smaller than a month of partners.
-    pub fn segments(&self) -> Vec<Segment> {
+    /// Whether the year and month rollups by partner can count whole years and months of
+    /// this report (not a city-wide total, which the day × tier rollup counts in fewer rows).
+    fn by_years_and_months(&self) -> bool {
+        self.rollup() != &DAY_TIER && PARTNER_MONTH.fits(self)
+    }
+
+    /// Where each stretch of the report's days is counted, and with which sign. When the
+    /// partner rollups fit, the days are covered by years, months and days, each from
+    /// its rollup, in the way that reads the fewest rows a partner ([`cover`]): a year or
+    /// month the report covers only in part is either its part in the report (added), or
+    /// the whole of it less its part outside the report (taken off). Days after
+    /// `empty_after`, the last day that holds a redemption in the report's snapshot, hold
+    /// nothing, so a whole year or month may reach over them for free. A year by partner
+    /// from the 8th of December is the new year's row, December's month row less its
+    /// first 7 days: 9 rows a partner, where months and days took up to 27. Every
+    /// segment is an exact count of its days (rollup and tail), so their signed sum is
+    /// too. A city-wide total stays with the day × tier rollup, which is smaller than a
+    /// month of partners.
+    pub fn segments(&self, empty_after: Option<NaiveDate>) -> Vec<Segment> {
         let day = self.rollup();
-        let add = |rollup, from, to| Segment { rollup, from, to, sign: 1 };
-        let take_off = |from, to| Segment { rollup: day, from, to, sign: -1 };
-        if day == &DAY_TIER || !PARTNER_MONTH.fits(self) {
-            return vec![add(day, self.from, self.to)];
+        let whole = || vec![Segment { rollup: day, from: self.from, to: self.to, sign: 1 }];
+        if !self.by_years_and_months() {
+            return whole();
         }
-        let month_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
-        let next_month = |d: NaiveDate| month_of(d).checked_add_months(Months::new(1)).unwrap_or(d);
-        let day_before = |d: NaiveDate| d.pred_opt().unwrap_or(d);
-        let day_after = |d: NaiveDate| d.succ_opt().unwrap_or(d);
-        let days = |from: NaiveDate, to: NaiveDate| (to - from).num_days() + 1;
-        let (first, last) = (month_of(self.from), day_before(next_month(self.to)));
-        // Days of the edge months outside the report: before `from`, after `to`.
-        let (before, after) = (days(first, self.from) - 1, days(self.to, last) - 1);
-        let one_month = first == month_of(self.to);
-        if one_month && days(self.from, self.to) <= 1 + before + after {
-            // One month, by its days rather than the month less the days around them.
-            return vec![add(day, self.from, self.to)];
-        }
-        let mut segments = Vec::with_capacity(3);
-        let mut months = (first, last);
-        if !one_month && days(self.from, day_before(next_month(self.from))) <= 1 + before {
-            months.0 = next_month(self.from);
-            segments.push(add(day, self.from, day_before(months.0)));
-        } else if before > 0 {
-            segments.push(take_off(first, day_before(self.from)));
-        }
-        if !one_month && days(month_of(self.to), self.to) <= 1 + after {
-            months.1 = day_before(month_of(self.to));
-            segments.push(add(day, month_of(self.to), self.to));
-        } else if after > 0 {
-            segments.push(take_off(day_after(self.to), last));
-        }
-        if months.0 > months.1 {
-            // Both edge months by their days, and nothing between them.
-            return vec![add(day, self.from, self.to)];
-        }
-        segments.push(add(&PARTNER_MONTH, months.0, months.1));
-        segments
+        let levels = [&PARTNER_YEAR, &PARTNER_MONTH, day];
+        let segments = cover(self.from, self.to, &levels, empty_after).segments;
+        // A report wholly after the last redemption still needs a statement to read.
+        if segments.is_empty() { whole() } else { segments }
     }
 
     /// The rows of every segment and of the tail not folded yet, as the grouped columns
@@ -286,10 +312,10 @@ impl Report {
     /// instants a fold is between rollups), the segments' tails add up to the tail of the
     /// report's own days, since their signed days do: one tail is read instead of one a
     /// segment (two statements on `redemptions` instead of six for a year by partner).
-    fn source(&self, q: &mut Sql, watermarks: &Watermarks, partners: &PartnerRange) {
+    fn source(&self, q: &mut Sql, snapshot: &Snapshot, partners: &PartnerRange) {
         let columns: String = self.by.iter().map(|d| format!("{}, ", d.column())).collect();
-        let segments = self.segments();
-        let marks: Vec<DateTime<Utc>> = segments.iter().map(|s| watermarks.of(s.rollup)).collect();
+        let segments = self.segments(snapshot.last_day);
+        let marks: Vec<DateTime<Utc>> = segments.iter().map(|s| snapshot.watermarks.of(s.rollup)).collect();
         let shared = marks.windows(2).all(|w| w[0] == w[1]).then_some(marks[0]);
         for (i, (segment, mark)) in segments.iter().zip(&marks).enumerate() {
             if i > 0 {
@@ -369,7 +395,7 @@ impl Report {
             DbBackend::Postgres => db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?,
             _ => db.begin().await?,
         };
-        let watermarks = Watermarks::read(&txn).await?;
+        let snapshot = Snapshot::read(&txn, self).await?;
         let cancel = CancelHandle::of(&txn, canceller).await?;
         // A report led by partner is counted a stretch of `limit` partners at a time, so
         // that every rollup is read by its partner key for those partners only, however
@@ -386,7 +412,7 @@ impl Report {
                 partners.upto = nth_partner(&txn, partners.after, limit).await?;
             }
             let wanted = limit - rows.len() as u64;
-            let statement = self.statement(db.get_database_backend(), &watermarks, &partners, after, wanted);
+            let statement = self.statement(db.get_database_backend(), &snapshot, &partners, after, wanted);
             rows.extend(query_cancellable(&txn, cancel.as_ref(), statement).await?);
             match partners.upto {
                 Some(upto) if (rows.len() as u64) < limit => partners.after = Some((upto, false)),
@@ -409,11 +435,11 @@ impl Report {
             .map_err(ApiError::from)
     }
 
-    /// The statement of [`Report::page`], its tails cut at `watermarks`.
+    /// The statement of [`Report::page`], as of `snapshot`.
     fn statement(
         &self,
         backend: DbBackend,
-        watermarks: &Watermarks,
+        snapshot: &Snapshot,
         partners: &PartnerRange,
         after: Option<&Position>,
         limit: u64,
@@ -423,11 +449,11 @@ impl Report {
         let list = columns.join(", ");
         if list.is_empty() {
             q.push("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS count FROM (");
-            self.source(&mut q, watermarks, partners);
+            self.source(&mut q, snapshot, partners);
             q.push(") s");
         } else {
             q.push(&format!("SELECT {list}, CAST(SUM(n) AS BIGINT) AS count FROM ("));
-            self.source(&mut q, watermarks, partners);
+            self.source(&mut q, snapshot, partners);
             q.push(") s");
             if let Some(after) = after {
                 let values: Option<Vec<Value>> = self.by.iter().map(|d| after.value(*d)).collect();
@@ -459,6 +485,95 @@ pub struct Segment {
     pub sign: i64,
 }
 
+/// Signed segments that count the days `from..=to`, and the rows a partner they read.
+#[derive(Debug, Default)]
+struct Cover {
+    rows: i64,
+    segments: Vec<Segment>,
+}
+
+impl Cover {
+    /// One segment of `rollup`, left out when all its days are after `empty_after`.
+    fn of(rollup: &'static Rollup, from: NaiveDate, to: NaiveDate, empty_after: Option<NaiveDate>) -> Self {
+        let rows = rollup.grain.units(from, empty_after.map_or(to, |last| to.min(last)));
+        let segments = if rows > 0 { vec![Segment { rollup, from, to, sign: 1 }] } else { Vec::new() };
+        Self { rows, segments }
+    }
+
+    fn and(mut self, other: Cover) -> Self {
+        self.rows += other.rows;
+        self.segments.extend(other.segments);
+        self
+    }
+
+    fn taken_off(mut self) -> Self {
+        self.segments.iter_mut().for_each(|s| s.sign = -s.sign);
+        self
+    }
+}
+
+/// The cover of `from..=to` that reads the fewest rows a partner, by the rollups of
+/// `levels` (coarsest first, the last one by day): either wholly by the finer levels, or
+/// by units of the first level from the one that holds `from` to the one that holds
+/// `to`, where an edge unit the range holds only in part is either left to the finer
+/// levels for its part in the range, or taken whole less the finer cover of its part
+/// outside. Ties go to the finer levels, which take nothing off.
+fn cover(from: NaiveDate, to: NaiveDate, levels: &[&'static Rollup], empty_after: Option<NaiveDate>) -> Cover {
+    let Some((&rollup, finer)) = levels.split_first() else { return Cover::default() };
+    if from > to {
+        return Cover::default();
+    }
+    if finer.is_empty() {
+        return Cover::of(rollup, from, to, empty_after);
+    }
+    let grain = rollup.grain;
+    let by_finer = cover(from, to, finer, empty_after);
+    let cheaper = |a: Cover, b: Cover| if b.rows < a.rows { b } else { a };
+    let (first, last) = (grain.start(from), grain.end(to));
+    if grain.start(from) == grain.start(to) {
+        // One unit: by its days in the range, or whole less those outside.
+        let whole = Cover::of(rollup, first, last, empty_after)
+            .and(cover(first, day_before(from), finer, empty_after).taken_off())
+            .and(cover(day_after(to), last, finer, empty_after).taken_off());
+        return cheaper(by_finer, whole);
+    }
+    // The left edge unit: its part in the range by the finer levels, or whole less the rest.
+    let (mut units_from, mut edges) = (first, Cover::default());
+    if from > first {
+        let part = cover(from, grain.end(from), finer, empty_after);
+        let unit_rows = Cover::of(rollup, first, grain.end(first), empty_after).rows;
+        let outside = cover(first, day_before(from), finer, empty_after);
+        if part.rows <= unit_rows + outside.rows {
+            units_from = day_after(grain.end(from));
+            edges = edges.and(part);
+        } else {
+            edges = edges.and(outside.taken_off());
+        }
+    }
+    let mut units_to = last;
+    if to < last {
+        let part = cover(grain.start(to), to, finer, empty_after);
+        let unit_rows = Cover::of(rollup, grain.start(to), last, empty_after).rows;
+        let outside = cover(day_after(to), last, finer, empty_after);
+        if part.rows <= unit_rows + outside.rows {
+            units_to = day_before(grain.start(to));
+            edges = edges.and(part);
+        } else {
+            edges = edges.and(outside.taken_off());
+        }
+    }
+    let units = if units_from <= units_to { Cover::of(rollup, units_from, units_to, empty_after) } else { Cover::default() };
+    cheaper(by_finer, edges.and(units))
+}
+
+fn day_before(d: NaiveDate) -> NaiveDate {
+    d.pred_opt().unwrap_or(d)
+}
+
+fn day_after(d: NaiveDate) -> NaiveDate {
+    d.succ_opt().unwrap_or(d)
+}
+
 /// The partners a statement counts: after one (`true`: that one too), up to another.
 #[derive(Debug, Default)]
 struct PartnerRange {
@@ -481,6 +596,30 @@ async fn nth_partner<C: ConnectionTrait>(db: &C, after: Option<(Uuid, bool)>, n:
     match db.query_one_raw(q.build()).await? {
         Some(row) => Ok(Some(row.try_get::<Uuid>("", "id")?)),
         None => Ok(None),
+    }
+}
+
+/// What a report reads first in its snapshot: where each rollup stands, and, for a report
+/// the partner rollups answer, the last day that holds a redemption (`day` is the Beijing
+/// day of `created_at`, so it is the day of the last one created; redemptions are never
+/// deleted). Days after it hold nothing in the snapshot, in the rollups or the tail.
+struct Snapshot {
+    watermarks: Watermarks,
+    last_day: Option<NaiveDate>,
+}
+
+impl Snapshot {
+    async fn read<C: ConnectionTrait>(db: &C, report: &Report) -> Result<Self, sea_orm::DbErr> {
+        let watermarks = Watermarks::read(db).await?;
+        if !report.by_years_and_months() {
+            return Ok(Self { watermarks, last_day: None });
+        }
+        let stmt = Statement::from_string(db.get_database_backend(), "SELECT day FROM redemptions ORDER BY created_at DESC LIMIT 1");
+        let last_day = match db.query_one_raw(stmt).await? {
+            Some(row) => row.try_get::<String>("", "day")?.parse().ok(),
+            None => None,
+        };
+        Ok(Self { watermarks, last_day })
     }
 }
 

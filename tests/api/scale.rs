@@ -72,6 +72,14 @@ async fn report_all(db: &sea_orm::DatabaseConnection, report: &Report, limit: u6
     }
 }
 
+/// The day of the redemption created last: what a report's snapshot takes as the last
+/// day that holds one.
+async fn last_day(db: &sea_orm::DatabaseConnection) -> chrono::NaiveDate {
+    use sea_orm::QueryOrder;
+    let last = redemption::Entity::find().order_by_desc(redemption::Column::CreatedAt).one(db).await.unwrap().unwrap();
+    last.day.parse().unwrap()
+}
+
 /// The truth summed by (day, tier).
 fn coarse(fine: &BTreeMap<(String, Uuid, Uuid, String), i64>) -> BTreeMap<(String, String), i64> {
     let mut out = BTreeMap::new();
@@ -119,6 +127,7 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     };
 
     let mut ids = Vec::new();
+    let mut between_rollups = 0;
     for round in 0..6 {
         // New redemptions since the last fold (the clock moved on by an hour at least;
         // nothing commits behind the watermark), some across Beijing midnight.
@@ -153,10 +162,11 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         assert_eq!(by_day_and_tier(conn, &everything).await, coarse(&expected), "round {round}, day × tier before the fold");
         // Read while a fold is between rollups: the month rollup is folded further than
         // the day ones, so a report by partner over whole months and days around them
-        // has tails that start at different moments.
+        // has tails that start at different moments (once March holds redemptions).
         stats::fold_rollup(conn, &stats::PARTNER_MONTH, clock.now()).await.unwrap();
         let by_partner = Report { by: vec![Dimension::Partner], ..everything.clone() };
-        assert_eq!(by_partner.segments().len(), 3);
+        let rollups: Vec<_> = by_partner.segments(Some(last_day(conn).await)).iter().map(|s| s.rollup.table).collect();
+        between_rollups += usize::from(rollups.contains(&"redemption_partner_month") && rollups.len() > 1);
         let rows = by_partner.page(conn, None, None, 1000).await.unwrap();
         let got: BTreeMap<Uuid, i64> = rows.iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
         let mut want = BTreeMap::new();
@@ -173,6 +183,7 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         }
         clock.advance(chrono::Duration::hours(rng.random_range(1..30)));
     }
+    assert!(between_rollups > 0, "no round read months and days while the fold was between them");
     let folded: i64 = conn
         .query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), "SELECT COUNT(*) AS n FROM redemption_daily"))
         .await
@@ -203,14 +214,15 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     // and end inside a month or on its edges: whole months from the month rollup, the
     // rest from the day × partner rollup.
     let by_partner = Report { by: vec![Dimension::Partner], ..everything.clone() };
-    let parts = |report: &Report| -> Vec<_> {
-        report.segments().into_iter().map(|s| (s.sign, s.rollup.table, (day_key(s.from), day_key(s.to)))).collect()
+    let parts = |report: &Report, empty_after: Option<&str>| -> Vec<_> {
+        let empty_after = empty_after.map(|d| d.parse().unwrap());
+        report.segments(empty_after).into_iter().map(|s| (s.sign, s.rollup.table, (day_key(s.from), day_key(s.to)))).collect()
     };
-    let (day, month) = ("redemption_partner_day", "redemption_partner_month");
+    let (day, month, year) = ("redemption_partner_day", "redemption_partner_month", "redemption_partner_year");
     let days = |from: &str, to: &str| (from.to_owned(), to.to_owned());
     let between = |from: &str, to: &str| Report { from: from.parse().unwrap(), to: to.parse().unwrap(), ..by_partner.clone() };
     assert_eq!(
-        parts(&by_partner),
+        parts(&by_partner, None),
         [
             (1, day, days("2026-02-25", "2026-02-28")),
             (1, day, days("2026-04-01", "2026-04-08")),
@@ -219,24 +231,51 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
     );
     // A month mostly in the report is the whole month less the days outside it.
     assert_eq!(
-        parts(&between("2026-03-02", "2026-03-30")),
+        parts(&between("2026-03-02", "2026-03-30"), None),
         [
+            (1, month, days("2026-03-01", "2026-03-31")),
             (-1, day, days("2026-03-01", "2026-03-01")),
-            (-1, day, days("2026-03-31", "2026-03-31")),
-            (1, month, days("2026-03-01", "2026-03-31"))
+            (-1, day, days("2026-03-31", "2026-03-31"))
         ]
     );
+    // A year from the 3rd of December: December 2025 less its first two days, and 2026
+    // less what December 2026 has after the 3rd (its month row less its first 3 days):
+    // 8 rows a partner, where months and days took 17.
     assert_eq!(
-        parts(&between("2025-12-03", "2026-12-03")),
+        parts(&between("2025-12-03", "2026-12-03"), None),
         [
+            (1, month, days("2025-12-01", "2025-12-31")),
             (-1, day, days("2025-12-01", "2025-12-02")),
+            (-1, month, days("2026-12-01", "2026-12-31")),
             (1, day, days("2026-12-01", "2026-12-03")),
-            (1, month, days("2025-12-01", "2026-11-30"))
+            (1, year, days("2026-01-01", "2026-12-31"))
         ],
-        "a year from the 3rd: 12 months and 5 days a partner"
+        "a year from the 3rd, when later days may hold redemptions"
     );
-    assert_eq!(parts(&between("2026-03-05", "2026-03-08")), [(1, day, days("2026-03-05", "2026-03-08"))]);
-    assert_eq!(parts(&between("2026-02-27", "2026-03-02")), [(1, day, days("2026-02-27", "2026-03-02"))]);
+    // Up to the last day that holds a redemption, the year row reaches over the empty
+    // days after it: 4 rows a partner.
+    assert_eq!(
+        parts(&between("2025-12-03", "2026-12-03"), Some("2026-12-03")),
+        [
+            (1, month, days("2025-12-01", "2025-12-31")),
+            (-1, day, days("2025-12-01", "2025-12-02")),
+            (1, year, days("2026-01-01", "2026-12-31"))
+        ],
+        "a year from the 3rd, up to the last redemption"
+    );
+    assert_eq!(
+        parts(&between("2026-03-01", "2026-03-20"), Some("2026-03-05")),
+        [(1, month, days("2026-03-01", "2026-03-31"))],
+        "March so far is its month row"
+    );
+    assert_eq!(parts(&between("2026-03-05", "2026-03-08"), None), [(1, day, days("2026-03-05", "2026-03-08"))]);
+    assert_eq!(parts(&between("2026-02-27", "2026-03-02"), None), [(1, day, days("2026-02-27", "2026-03-02"))]);
+    assert_eq!(parts(&between("2026-01-01", "2026-12-31"), None), [(1, year, days("2026-01-01", "2026-12-31"))]);
+    assert_eq!(
+        parts(&between("2027-01-01", "2027-01-31"), Some("2026-03-05")),
+        [(1, day, days("2027-01-01", "2027-01-31"))],
+        "a report after the last redemption still reads something"
+    );
     for (from, to) in [
         ("2026-02-26", "2026-03-31"),
         ("2026-02-28", "2026-03-05"),
@@ -248,6 +287,10 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         ("2026-03-02", "2026-04-29"),
         ("2026-03-02", "2026-03-20"),
         ("2026-02-27", "2026-03-02"),
+        ("2026-01-01", "2026-12-31"),
+        ("2025-12-15", "2026-03-03"),
+        ("2026-02-28", "2026-12-31"),
+        ("2026-03-04", "2027-01-31"),
     ] {
         let (from_day, to_day) = (from.parse().unwrap(), to.parse().unwrap());
         let report = Report { from: from_day, to: to_day, ..by_partner.clone() };
@@ -287,6 +330,86 @@ async fn statistics_from_rollup_and_tail_equal_a_full_count_through_folds_and_vo
         let rows = one.page(conn, None, None, 1000).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), share(partners[1], from, to), "one partner, {from}..={to}");
     }
+}
+
+/// Reports by partner that take years less months and months less days, with and
+/// without empty days after the last redemption, equal a full count: a year of
+/// redemptions folded, then some more unfolded and voids on both sides of the watermark.
+#[tokio::test]
+async fn reports_by_partner_across_years_months_and_days_equal_a_full_count() {
+    let (mut settings, db) = test_settings().await;
+    settings.outbox_worker = false;
+    let now = at("2026-12-08T10:00:00+08:00");
+    let clock = Clock::manual(now);
+    let app = spawn_with_settings(settings, db, clock.clone()).await;
+    let conn = &app.state.db;
+    let operator = app.admin(Role::Operator).await;
+    let mut partners = Vec::new();
+    for i in 0..3 {
+        partners.push(app.create_partner(&operator.access, partner_body(&format!("跨年合作单位{i}"))).await);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut new_one = |created: DateTime<Utc>| {
+        new_redemption(partners[rng.random_range(0..partners.len())], Uuid::new_v4(), ["C", "D", "E"][rng.random_range(0..3)], created)
+    };
+    // Every other day from 2025-11-20 until an hour ago, folded; then a few in the last
+    // minutes, which stay in the tail.
+    let (mut day, mut folded, mut ids) = (at("2025-11-20T09:00:00+08:00"), Vec::new(), Vec::new());
+    while day < now - chrono::Duration::hours(1) {
+        for hour in [0, 3, 7] {
+            folded.push(new_one(day + chrono::Duration::hours(hour)));
+        }
+        day += chrono::Duration::days(2);
+    }
+    ids.extend(folded.iter().map(|m| m.id.clone().unwrap()));
+    redemption::Entity::insert_many(folded).exec(conn).await.unwrap();
+    assert!(stats::fold_once_exclusively(conn, now).await.unwrap() > 0);
+    let fresh: Vec<_> = (1..4).map(|m| new_one(now - chrono::Duration::minutes(m))).collect();
+    redemption::Entity::insert_many(fresh).exec(conn).await.unwrap();
+    for id in ids.iter().step_by(17) {
+        redemption::Entity::update_many()
+            .col_expr(redemption::Column::Status, sea_orm::sea_query::Expr::value("voided"))
+            .col_expr(redemption::Column::VoidedAt, sea_orm::sea_query::Expr::value(now))
+            .filter(redemption::Column::Id.eq(*id))
+            .exec(conn)
+            .await
+            .unwrap();
+    }
+
+    let expected = truth(conn).await;
+    let share = |partner: Uuid, from: &str, to: &str| -> i64 {
+        expected.iter().filter(|(k, _)| k.1 == partner && k.0.as_str() >= from && k.0.as_str() <= to).map(|(_, n)| n).sum()
+    };
+    let last = last_day(conn).await;
+    assert_eq!(last, beijing_date(now));
+    for (from, to) in [
+        ("2025-12-08", "2026-12-08"),
+        ("2025-11-20", "2026-12-31"),
+        ("2026-01-01", "2026-12-31"),
+        ("2025-12-03", "2026-12-03"),
+        ("2026-02-10", "2026-11-20"),
+        ("2026-01-05", "2026-12-08"),
+        ("2025-12-31", "2026-01-01"),
+        ("2025-01-01", "2025-12-31"),
+        ("2026-12-08", "2026-12-08"),
+    ] {
+        let report = Report { from: from.parse().unwrap(), to: to.parse().unwrap(), by: vec![Dimension::Partner], partner: None };
+        let rows = report.page(conn, None, None, 1000).await.unwrap();
+        let got: BTreeMap<Uuid, i64> = rows.iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
+        let want: BTreeMap<Uuid, i64> = partners.iter().map(|p| (*p, share(*p, from, to))).filter(|(_, n)| *n != 0).collect();
+        assert_eq!(got, want, "by partner, {from}..={to}, as {:?}", report.segments(Some(last)));
+        let one = Report { by: vec![], partner: Some(partners[2]), ..report };
+        let total: i64 = one.page(conn, None, None, 1000).await.unwrap().iter().map(|r| r.count).sum();
+        assert_eq!(total, share(partners[2], from, to), "one partner, {from}..={to}");
+    }
+    // The year to today is read as 2026's row, December 2025's less its first 7 days.
+    let year =
+        Report { from: "2025-12-08".parse().unwrap(), to: "2026-12-08".parse().unwrap(), by: vec![Dimension::Partner], partner: None };
+    let rollups: Vec<_> = year.segments(Some(last)).iter().map(|s| (s.sign, s.rollup.table)).collect();
+    assert_eq!(rollups, [(1, "redemption_partner_month"), (-1, "redemption_partner_day"), (1, "redemption_partner_year")]);
+    // Some years and months above were taken less redemptions that are there.
+    let within = Report { from: "2026-02-10".parse().unwrap(), to: "2026-11-20".parse().unwrap(), ..year };
+    assert!(within.segments(Some(last)).iter().any(|s| s.rollup == &stats::PARTNER_YEAR));
 }
 
 #[tokio::test]
@@ -670,15 +793,24 @@ async fn the_coarse_rollups_start_from_the_fine_rollup_on_upgrade() {
     let fine = Report { partner: Some(p), ..report };
     assert_eq!(fine.page(&conn, None, None, 100).await.unwrap().iter().map(|r| r.count).sum::<i64>(), 10, "the fine rollup agrees");
 
-    for rollup in [&stats::PARTNER_DAY, &stats::PARTNER_MONTH] {
+    for rollup in [&stats::PARTNER_DAY, &stats::PARTNER_MONTH, &stats::PARTNER_YEAR] {
         assert_eq!(stats::Watermarks::read(&conn).await.unwrap().get(rollup), Some(folded), "{}", rollup.table);
     }
     let march =
         Report { from: "2026-03-01".parse().unwrap(), to: "2026-03-31".parse().unwrap(), by: vec![Dimension::Partner], partner: None };
-    assert_eq!(march.segments(), [stats::Segment { rollup: &stats::PARTNER_MONTH, from: march.from, to: march.to, sign: 1 }]);
+    assert_eq!(march.segments(None), [stats::Segment { rollup: &stats::PARTNER_MONTH, from: march.from, to: march.to, sign: 1 }]);
     let rows: Vec<(Uuid, i64)> =
         march.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
     assert_eq!(rows, [(p, 10)], "9 folded in March and the unfolded one");
+    // The year rollup starts from the month rollup: the year is its one row and the tail.
+    let year = Report { from: "2026-01-01".parse().unwrap(), to: "2026-12-31".parse().unwrap(), ..march };
+    assert_eq!(
+        year.segments(Some(folded.date_naive())),
+        [stats::Segment { rollup: &stats::PARTNER_YEAR, from: year.from, to: year.to, sign: 1 }]
+    );
+    let rows: Vec<(Uuid, i64)> =
+        year.page(&conn, None, None, 100).await.unwrap().into_iter().map(|r| (r.partner_id.unwrap(), r.count)).collect();
+    assert_eq!(rows, [(p, 10)], "9 folded in 2026 and the unfolded one");
     let days = Report {
         from: "2026-02-28".parse().unwrap(),
         to: "2026-03-02".parse().unwrap(),
