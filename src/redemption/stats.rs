@@ -314,7 +314,7 @@ impl Report {
     /// segment (two statements on `redemptions` instead of six for a year by partner).
     fn source(&self, q: &mut Sql, snapshot: &Snapshot, partners: &PartnerRange) {
         let columns: String = self.by.iter().map(|d| format!("{}, ", d.column())).collect();
-        let segments = self.segments(snapshot.last_day);
+        let segments = &snapshot.segments;
         let marks: Vec<DateTime<Utc>> = segments.iter().map(|s| snapshot.watermarks.of(s.rollup)).collect();
         let shared = marks.windows(2).all(|w| w[0] == w[1]).then_some(marks[0]);
         for (i, (segment, mark)) in segments.iter().zip(&marks).enumerate() {
@@ -603,23 +603,24 @@ async fn nth_partner<C: ConnectionTrait>(db: &C, after: Option<(Uuid, bool)>, n:
 /// the partner rollups answer, the last day that holds a redemption (`day` is the Beijing
 /// day of `created_at`, so it is the day of the last one created; redemptions are never
 /// deleted). Days after it hold nothing in the snapshot, in the rollups or the tail.
+/// The report's segments are worked out here once, for every stretch's statement.
 struct Snapshot {
     watermarks: Watermarks,
-    last_day: Option<NaiveDate>,
+    segments: Vec<Segment>,
 }
 
 impl Snapshot {
     async fn read<C: ConnectionTrait>(db: &C, report: &Report) -> Result<Self, sea_orm::DbErr> {
         let watermarks = Watermarks::read(db).await?;
         if !report.by_years_and_months() {
-            return Ok(Self { watermarks, last_day: None });
+            return Ok(Self { watermarks, segments: report.segments(None) });
         }
         let stmt = Statement::from_string(db.get_database_backend(), "SELECT day FROM redemptions ORDER BY created_at DESC LIMIT 1");
         let last_day = match db.query_one_raw(stmt).await? {
             Some(row) => row.try_get::<String>("", "day")?.parse().ok(),
             None => None,
         };
-        Ok(Self { watermarks, last_day })
+        Ok(Self { watermarks, segments: report.segments(last_day) })
     }
 }
 
